@@ -1,0 +1,92 @@
+"""Backbone interface and registry (timm-style: names are the public API)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InvalidParameter
+
+
+class StagedEmbedder(nn.Module):
+    """A face embedder written as an ordered list of stages.
+
+    ``forward_from(x, start)`` runs stages ``start..end``: the CPU fast path caches the
+    activations entering stage ``start`` once and trains only the later stages.
+    Stage 0 takes preprocessed chips (``preprocess`` output).
+    """
+
+    stages: nn.ModuleList
+
+    def forward_from(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        for stage in self.stages[start:]:
+            x = stage(x)
+        return x
+
+    def forward_until(self, x: torch.Tensor, stop: int) -> torch.Tensor:
+        """Activations entering stage ``stop`` (the input of ``forward_from(., stop)``)."""
+        for stage in self.stages[:stop]:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(x, 0)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A pretrained embedder and what it needs to be fed.
+
+    ``template`` holds the 5 landmark positions (left eye, right eye, nose, left and right
+    mouth corner) in chip pixels that the network was trained on; alignment maps onto it.
+    """
+
+    name: str
+    module: StagedEmbedder
+    chip_size: int
+    template: np.ndarray
+    preprocess: Callable[[torch.Tensor], torch.Tensor]
+    embed_dim: int
+    tail_start: int
+    """Stage index where the CPU fast path starts training (earlier stages are frozen and cached)."""
+    stage_names: tuple[str, ...]
+
+    def stage_index(self, name_or_index: str | int) -> int:
+        """Resolve ``"tail"``, ``"full"``, a stage name or an index to a stage index."""
+        if name_or_index == "tail":
+            return self.tail_start
+        if name_or_index == "full":
+            return 0
+        if isinstance(name_or_index, int) and 0 <= name_or_index < len(self.stage_names):
+            return name_or_index
+        if name_or_index in self.stage_names:
+            return self.stage_names.index(name_or_index)
+        raise InvalidParameter(
+            f"unknown train_from {name_or_index!r} for backbone {self.name!r}; "
+            f"use 'tail', 'full' or one of {list(self.stage_names)}"
+        )
+
+
+_REGISTRY: dict[str, Callable[..., Backbone]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    def decorator(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backbone(name: str = "dlib_resnet") -> Backbone:
+    """Build a backbone by name with its pretrained weights (``eval`` mode, on CPU)."""
+    if name not in _REGISTRY:
+        raise InvalidParameter(f"unknown backbone {name!r}; available: {list_backbones()}")
+    return _REGISTRY[name]()

@@ -1,0 +1,259 @@
+"""Bytes in, aligned face chips out.
+
+Every way an image can be bad ends here with a named error (``unlearn_core.errors``). Faces are
+found with facenet-pytorch's MTCNN (weights ship in its wheel) and aligned with a similarity
+transform from its 5 landmarks onto the backbone's template. Dataset chips are cached on disk by
+content hash; uploads are never cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .errors import ImageTooLarge, ImageTooSmall, MultipleFaces, NoFaceFound, NotAnImage
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 32
+DETECT_MAX_SIDE = 1024
+MIN_FACE_PROB = 0.95
+
+ImageSource = bytes | str | Path | Image.Image | np.ndarray
+
+
+def load_image(source: ImageSource, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode any common image to 8-bit RGB, upright (EXIF orientation applied).
+
+    Handles grayscale, palette, alpha (composited on white), CMYK, 16-bit and animated images
+    (first frame). Raises ``NotAnImage``, ``ImageTooLarge`` or ``ImageTooSmall``.
+    """
+    if isinstance(source, np.ndarray):
+        source = Image.fromarray(_to_uint8(source))
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+        if len(data) == 0:
+            raise NotAnImage("The file is empty (0 bytes).")
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                _check_pixels(image.size, max_pixels)
+                image.load()
+        except (ImageTooLarge, NotAnImage):
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ImageTooLarge(f"The image has too many pixels (decompression bomb guard): {err}") from None
+        except UnidentifiedImageError:
+            raise NotAnImage("The file is not an image format we can read (try JPEG or PNG).") from None
+        except (OSError, SyntaxError, ValueError) as err:
+            raise NotAnImage(f"The image file is damaged or truncated ({err}).") from None
+    _check_pixels(image.size, max_pixels)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF must not lose the image
+        pass
+    rgb = _to_rgb(image)
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageTooSmall(f"The image is {rgb.size[0]}x{rgb.size[1]} pixels; a face needs at least {MIN_SIDE}x{MIN_SIDE}.")
+    return rgb
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    if size[0] * size[1] > max_pixels:
+        raise ImageTooLarge(f"The image is {size[0]}x{size[1]} pixels; the limit is {max_pixels / 1e6:.0f} megapixels.")
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+        return np.clip(array * scale, 0, 255).astype(np.uint8)
+    return (array.astype(np.float64) * 255.0 / max(int(array.max(initial=0)), 255)).astype(np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return Image.fromarray(_to_uint8(np.asarray(image))).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: np.ndarray  # x1, y1, x2, y2 in image pixels
+    prob: float
+    landmarks: np.ndarray  # (5, 2): left eye, right eye, nose, mouth left, mouth right
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    chip: np.ndarray  # (S, S, 3) uint8 RGB
+    detection: Detection
+    n_faces: int
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` to ``dst``.
+
+    Umeyama (1991) closed form; returns the 2x3 matrix ``A`` with ``dst ~= A @ [x, y, 1]``.
+    """
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1
+    rotation = u @ np.diag(d) @ vt
+    scale = (s * d).sum() / src_c.var(0).sum()
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def align(image: Image.Image, landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
+    """Warp ``image`` so its 5 landmarks land on ``template``; returns a (size, size, 3) uint8 chip."""
+    forward = np.vstack([similarity_transform(landmarks.astype(np.float64), template.astype(np.float64)), [0, 0, 1]])
+    inverse = np.linalg.inv(forward)[:2].ravel()  # PIL maps output pixels back to input pixels
+    chip = image.transform((size, size), Image.Transform.AFFINE, tuple(inverse), resample=Image.Resampling.BILINEAR)
+    return np.asarray(chip, dtype=np.uint8)
+
+
+class FaceDetector:
+    """MTCNN on CPU or GPU; one shared instance per device (``FaceDetector.shared()``)."""
+
+    _instances: dict[str, "FaceDetector"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, device: str = "cpu", min_prob: float = MIN_FACE_PROB):
+        from facenet_pytorch import MTCNN
+
+        self.mtcnn = MTCNN(keep_all=True, device=device, min_face_size=20)
+        self.min_prob = min_prob
+        self._run_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, device: str = "cpu") -> "FaceDetector":
+        with cls._lock:
+            if device not in cls._instances:
+                cls._instances[device] = cls(device)
+            return cls._instances[device]
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        """All faces with probability >= ``min_prob``, in original image coordinates."""
+        scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
+        small = image if scale == 1.0 else image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+        with self._run_lock, torch.no_grad():
+            boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
+        if boxes is None:
+            return []
+        return [
+            Detection(box=b / scale, prob=float(p), landmarks=l / scale)
+            for b, p, l in zip(boxes, probs, points)
+            if p is not None and p >= self.min_prob
+        ]
+
+
+def central_face(detections: Sequence[Detection], size: tuple[int, int]) -> int:
+    """Index of the dataset face to keep: large and near the image centre.
+
+    Score = box diagonal / (1 + distance of the box centre from the image centre in units of the
+    image diagonal * 4). Dataset photos (LFW) are centred on their subject; background faces are
+    smaller and off-centre.
+    """
+    centre = np.array(size, np.float64) / 2
+    diagonal = float(np.hypot(*size))
+    scores = []
+    for det in detections:
+        box_centre = (det.box[:2] + det.box[2:]) / 2
+        box_diag = float(np.hypot(*(det.box[2:] - det.box[:2])))
+        offset = float(np.linalg.norm(box_centre - centre)) / diagonal
+        scores.append(box_diag / (1 + 4 * offset))
+    return int(np.argmax(scores))
+
+
+def align_portrait(source: ImageSource, template: np.ndarray, size: int, allow_multiple: bool = False,
+                   detector: FaceDetector | None = None) -> AlignedFace:
+    """Align the single face of an uploaded portrait.
+
+    Several faces raise ``MultipleFaces`` (with the count) unless ``allow_multiple``, in which case
+    the largest face is used and ``n_faces`` says how many were seen.
+    """
+    image = load_image(source)
+    detections = (detector or FaceDetector.shared()).detect(image)
+    if not detections:
+        raise NoFaceFound("No face was found in the image. Use a well-lit, frontal photo where the face is clearly visible.")
+    if len(detections) > 1 and not allow_multiple:
+        raise MultipleFaces(len(detections))
+    areas = [float(np.prod(d.box[2:] - d.box[:2])) for d in detections]
+    det = detections[int(np.argmax(areas))]
+    return AlignedFace(align(image, det.landmarks, template, size), det, len(detections))
+
+
+class ChipCache:
+    """Aligned dataset chips on disk, keyed by (template, size) and the image's sha256.
+
+    One PNG per image (lossless), with the face count and detection probability in its text
+    chunk; images without a face get an empty ``.none`` marker so they are not detected again.
+    """
+
+    def __init__(self, root: Path, template: np.ndarray, size: int):
+        key = hashlib.sha256(template.astype(np.float32).tobytes() + str(size).encode()).hexdigest()[:12]
+        self.root = Path(root) / f"chips-{size}-{key}"
+        self.template, self.size = template, size
+
+    def _path(self, digest: str, suffix: str) -> Path:
+        return self.root / digest[:2] / f"{digest}{suffix}"
+
+    def get(self, path: Path, detector: FaceDetector) -> tuple[np.ndarray | None, dict]:
+        """The chip for a dataset image (``None`` if it has no face) and its detection record."""
+        data = Path(path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        png, none = self._path(digest, ".png"), self._path(digest, ".none")
+        if png.exists():
+            with Image.open(png) as cached:
+                return np.asarray(cached.convert("RGB")), json.loads(cached.text.get("record", "{}"))
+        if none.exists():
+            return None, {"n_faces": 0}
+        png.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            image = load_image(data)
+            detections = detector.detect(image)
+        except (NotAnImage, ImageTooLarge, ImageTooSmall):
+            detections = []
+        if not detections:
+            none.touch()
+            return None, {"n_faces": 0}
+        index = central_face(detections, image.size)
+        record = {"n_faces": len(detections), "chosen": index, "prob": round(detections[index].prob, 4)}
+        chip = align(image, detections[index].landmarks, self.template, self.size)
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("record", json.dumps(record))
+        tmp = png.with_suffix(".tmp")
+        Image.fromarray(chip).save(tmp, format="PNG", pnginfo=info)
+        tmp.replace(png)
+        return chip, record
+
+    def get_many(self, paths: Iterable[Path], detector: FaceDetector, desc: str = "aligning faces") -> list[tuple[np.ndarray | None, dict]]:
+        paths = list(paths)
+        return [self.get(p, detector) for p in tqdm(paths, desc=desc, disable=len(paths) < 50, leave=False)]
