@@ -14,7 +14,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 32
 DETECT_MAX_SIDE = 1024
+DETECT_MIN_SIDE = 256
 MIN_FACE_PROB = 0.95
 
 ImageSource = bytes | str | Path | Image.Image | np.ndarray
@@ -159,7 +160,8 @@ class FaceDetector:
 
     def detect(self, image: Image.Image) -> list[Detection]:
         """All faces with probability >= ``min_prob``, in original image coordinates."""
-        scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
+        # very large photos are shrunk; small, tightly cropped ones (Olivetti's 64x64) are enlarged
+        scale = min(DETECT_MAX_SIDE / max(image.size), max(1.0, DETECT_MIN_SIDE / max(image.size)))
         small = image if scale == 1.0 else image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
         with self._run_lock, torch.no_grad():
             boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
@@ -223,10 +225,14 @@ class ChipCache:
     def _path(self, digest: str, suffix: str) -> Path:
         return self.root / digest[:2] / f"{digest}{suffix}"
 
-    def get(self, path: Path, detector: FaceDetector) -> tuple[np.ndarray | None, dict]:
+    def get(self, source: Path | np.ndarray, detector: FaceDetector) -> tuple[np.ndarray | None, dict]:
         """The chip for a dataset image (``None`` if it has no face) and its detection record."""
-        data = Path(path).read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
+        if isinstance(source, np.ndarray):
+            data: bytes | np.ndarray = source
+            digest = hashlib.sha256(str(source.shape).encode() + source.tobytes()).hexdigest()
+        else:
+            data = Path(source).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
         png, none = self._path(digest, ".png"), self._path(digest, ".none")
         if png.exists():
             with Image.open(png) as cached:
@@ -254,6 +260,6 @@ class ChipCache:
         tmp.replace(png)
         return chip, record
 
-    def get_many(self, paths: Iterable[Path], detector: FaceDetector, desc: str = "aligning faces") -> list[tuple[np.ndarray | None, dict]]:
-        paths = list(paths)
-        return [self.get(p, detector) for p in tqdm(paths, desc=desc, disable=len(paths) < 50, leave=False)]
+    def get_many(self, sources: Sequence[Path | np.ndarray], detector: FaceDetector,
+                 desc: str = "aligning faces") -> list[tuple[np.ndarray | None, dict]]:
+        return [self.get(s, detector) for s in tqdm(sources, desc=desc, disable=len(sources) < 50, leave=False)]

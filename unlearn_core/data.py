@@ -1,0 +1,180 @@
+"""Galleries (labelled face images) and the identity-disjoint unlearning protocol.
+
+A gallery is any labelled image collection: LFW and Olivetti through scikit-learn's own loaders
+(download when online, ``SCIKIT_LEARN_DATA`` cache offline), or a ``<root>/<identity>/<image>``
+folder. ``make_split`` turns it into forget / retain / distractor sets, seeded.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataUnavailable, InvalidParameter
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class Gallery:
+    """Labelled images. ``sources[i]`` is a file path or an in-memory uint8 array."""
+
+    name: str
+    sources: list[Path | np.ndarray]
+    labels: np.ndarray
+    identities: list[str]
+    min_forget_images: int = 10
+    min_retain_images: int = 4
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.sources) != len(self.labels):
+            raise InvalidParameter("a gallery needs one label per image")
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.identities))
+
+    def subset(self, indices: np.ndarray) -> "Gallery":
+        indices = np.asarray(indices)
+        return Gallery(self.name, [self.sources[i] for i in indices], self.labels[indices], self.identities,
+                       self.min_forget_images, self.min_retain_images)
+
+
+def data_home() -> str | None:
+    return os.environ.get("SCIKIT_LEARN_DATA")
+
+
+def load_lfw(download_if_missing: bool = True) -> Gallery:
+    """LFW (deep-funneled) through scikit-learn's fetcher; every identity, files read from disk."""
+    from sklearn.datasets._lfw import _check_fetch_lfw  # the fetcher's own download + cache step
+
+    try:
+        _, folder = _check_fetch_lfw(data_home=data_home(), funneled=True, download_if_missing=download_if_missing)
+    except (OSError, Exception) as err:  # offline without a cache: URLError, OSError, ...
+        raise DataUnavailable(
+            "LFW is not in the scikit-learn cache and could not be downloaded "
+            f"({type(err).__name__}). Set SCIKIT_LEARN_DATA to a folder holding lfw_home/, "
+            "or run once with internet access."
+        ) from None
+    gallery = load_folder(folder, name="lfw")
+    gallery.min_forget_images, gallery.min_retain_images = 20, 10
+    return gallery
+
+
+def load_olivetti(download_if_missing: bool = True) -> Gallery:
+    """The Olivetti faces (ORL crops): 40 identities x 10 images, 64x64 grayscale."""
+    from sklearn.datasets import fetch_olivetti_faces
+
+    try:
+        bunch = fetch_olivetti_faces(data_home=data_home(), download_if_missing=download_if_missing)
+    except Exception as err:
+        raise DataUnavailable(
+            f"Olivetti faces are not cached and could not be downloaded ({type(err).__name__}). "
+            "Set SCIKIT_LEARN_DATA to a folder holding olivetti_py3.pkz."
+        ) from None
+    images = [(img * 255).round().astype(np.uint8) for img in bunch.images]
+    return Gallery("olivetti", images, bunch.target, [f"olivetti_{i:02d}" for i in range(40)], 10, 4)
+
+
+def load_folder(root: str | Path, name: str | None = None) -> Gallery:
+    """Any ``<root>/<identity>/<image>`` tree (hidden files and non-images ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataUnavailable(f"gallery folder {root} does not exist")
+    sources, labels, identities = [], [], []
+    for person in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in person.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        if not files:
+            continue
+        identities.append(person.name)
+        sources += files
+        labels += [len(identities) - 1] * len(files)
+    if len(identities) < 2:
+        raise DataUnavailable(f"{root} holds {len(identities)} identity folders with images; a gallery needs at least 2 (layout: <root>/<identity>/<image>)")
+    return Gallery(name or f"folder:{root.name}", sources, np.array(labels), identities)
+
+
+def load_gallery(spec: str, download_if_missing: bool = True) -> Gallery:
+    """``"lfw"``, ``"olivetti"``, ``"orl"`` (alias of olivetti) or ``"folder:PATH"``."""
+    if spec == "lfw":
+        return load_lfw(download_if_missing)
+    if spec in ("olivetti", "orl"):
+        return load_olivetti(download_if_missing)
+    if spec.startswith("folder:"):
+        return load_folder(spec.removeprefix("folder:"))
+    raise InvalidParameter(f"unknown dataset {spec!r}; use 'lfw', 'olivetti', or 'folder:PATH'")
+
+
+@dataclass
+class Split:
+    """Indices into a gallery for one unlearning request (identity-disjoint, seeded).
+
+    ``forget_ids``/``retain_ids`` are gallery identity indices; ``*_train``/``*_test`` are image
+    indices; ``distractors`` are images of identities outside both sets (gallery padding only).
+    """
+
+    seed: int
+    forget_ids: np.ndarray
+    retain_ids: np.ndarray
+    forget_train: np.ndarray
+    forget_test: np.ndarray
+    retain_train: np.ndarray
+    retain_test: np.ndarray
+    distractors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def train(self) -> np.ndarray:
+        return np.concatenate([self.forget_train, self.retain_train])
+
+
+def make_split(gallery: Gallery, n_forget: int, seed: int = 0, test_fraction: float = 0.3,
+               max_images_per_identity: int = 50, n_distractors: int = 1000,
+               forget_ids: list[str] | None = None, n_retain: int | None = None) -> Split:
+    """The S0 §5.2 protocol, adapted: forget identities (>= ``gallery.min_forget_images`` images)
+    sampled by seed unless named, retain identities = the others with >= ``min_retain_images``;
+    each identity's images (at most ``max_images_per_identity``, sampled) split train/test with at
+    least 2 test images. Identities with a single image become distractors. ``n_retain`` keeps
+    only that many retain identities (sampled), for small, fast galleries.
+    """
+    rng = np.random.default_rng(seed)
+    counts = gallery.counts()
+    eligible = np.flatnonzero(counts >= gallery.min_forget_images)
+    if forget_ids:
+        unknown = [n for n in forget_ids if n not in gallery.identities]
+        if unknown:
+            raise InvalidParameter(f"unknown identities {unknown[:5]} in gallery {gallery.name}")
+        chosen = np.array([gallery.identities.index(n) for n in forget_ids])
+        if (counts[chosen] < 4).any():
+            raise InvalidParameter(f"identities to forget need at least 4 images each; {[gallery.identities[i] for i in chosen if counts[i] < 4]} have fewer")
+    else:
+        if not 1 <= n_forget <= len(eligible) - 1:
+            raise InvalidParameter(
+                f"n_forget must be between 1 and {len(eligible) - 1} for {gallery.name} "
+                f"({len(eligible)} identities have >= {gallery.min_forget_images} images); got {n_forget}")
+        chosen = np.sort(rng.choice(eligible, n_forget, replace=False))
+    retain = np.setdiff1d(np.flatnonzero(counts >= gallery.min_retain_images), chosen)
+    if n_retain is not None:
+        retain = np.sort(rng.permutation(retain)[:n_retain])
+    if len(retain) < 2:
+        raise InvalidParameter(f"{gallery.name} leaves {len(retain)} retain identities with >= {gallery.min_retain_images} images; need at least 2")
+
+    def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        train, test = [], []
+        for identity in ids:
+            images = np.flatnonzero(gallery.labels == identity)
+            images = rng.permutation(images)[:max_images_per_identity]
+            n_test = max(2, int(round(test_fraction * len(images))))
+            test.append(images[:n_test])
+            train.append(images[n_test:])
+        return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+    forget_train, forget_test = split_ids(chosen)
+    retain_train, retain_test = split_ids(retain)
+    singles = np.flatnonzero(np.isin(gallery.labels, np.flatnonzero(counts == 1)))
+    distractors = np.sort(rng.permutation(singles)[:n_distractors])
+    return Split(seed, chosen, retain, forget_train, forget_test, retain_train, retain_test, distractors)

@@ -1,0 +1,260 @@
+"""The unlearning-method interface, its registry, and the shared training loop.
+
+A method is a dataclass of hyper-parameters (validated on construction, sklearn-style) with
+``needs`` (which parts of the request it may read) and ``unlearn(model, request, ...) -> model``.
+``unlearn`` always works on ``model.clone()``; the original is never modified. Iterative methods
+subclass ``IterativeMethod`` and state only their loss (pytorch-metric-learning style).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidParameter
+from ..features import FaceData
+from ..metrics import compactness
+from ..model import FaceModel
+from ..sampling import flip_mask, pk_batch, random_batch
+
+Progress = Callable[[float, str], None]
+DATA_PARTS = ("forget", "retain", "support")
+
+
+def param(default: Any, low: float | None = None, high: float | None = None, help: str = "",
+          choices: tuple | None = None, optional: bool = False) -> Any:
+    """A validated hyper-parameter: ``low <= value <= high`` or ``value in choices`` (None allowed if optional)."""
+    meta = {"low": low, "high": high, "help": help, "choices": choices, "optional": optional}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class UnlearnRequest:
+    """What may be forgotten and with what.
+
+    ``forget``: training images of the forget identities. ``support``: one image per forget
+    identity (the one-shot setting). ``retain``: training images of retained identities.
+    Parts a method does not declare in ``needs`` are removed before it runs.
+    ``encode`` maps uint8/float chips to model inputs (frozen trunk), for augmented views.
+    """
+
+    forget_classes: list[int]
+    forget: FaceData | None = None
+    support: FaceData | None = None
+    retain: FaceData | None = None
+    encode: Callable[[Any], torch.Tensor] | None = None
+    test: FaceData | None = None
+    """Held-out images of retained identities, for methods that need unseen data (e.g. JiT-free attacks)."""
+
+    def restricted_to(self, needs: frozenset[str]) -> "UnlearnRequest":
+        return dataclasses.replace(self, **{p: None for p in DATA_PARTS + ("test",) if p not in needs})
+
+    def forget_data(self) -> FaceData:
+        """The forget-side data this request carries: the forget set, else the support sample."""
+        data = self.forget if self.forget is not None else self.support
+        if data is None:
+            raise InvalidParameter("this request holds neither forget images nor a support sample")
+        return data
+
+
+@dataclass
+class Budget:
+    """Stop after ``iterations`` steps or ``seconds`` wall time, whichever comes first."""
+
+    iterations: int | None = None
+    seconds: float | None = None
+
+
+class UnlearningMethod(ABC):
+    """Base class. Subclasses are dataclasses whose fields are ``param(...)`` hyper-parameters."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset({"forget", "support"})
+    """Request parts this method may read: any of 'forget', 'support', 'retain', 'test'.
+    'retain' (and 'test') here means the method cannot run without them."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            self._validate(f, getattr(self, f.name))
+
+    def _validate(self, f: dataclasses.Field, value: Any) -> None:
+        meta = f.metadata
+        if not meta:
+            return
+        if value is None:
+            if meta["optional"]:
+                return
+            raise InvalidParameter(f"{self.name}: {f.name} is required")
+        if meta["choices"] is not None:
+            if value not in meta["choices"]:
+                raise InvalidParameter(f"{self.name}: {f.name} must be one of {list(meta['choices'])}, got {value!r}")
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise InvalidParameter(f"{self.name}: {f.name} must be a finite number, got {value!r}")
+        if isinstance(f.default, int) and not isinstance(f.default, bool) and not float(value).is_integer():
+            raise InvalidParameter(f"{self.name}: {f.name} must be a whole number, got {value!r}")
+        low, high = meta["low"], meta["high"]
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise InvalidParameter(f"{self.name}: {f.name} must be in [{low}, {high}], got {value!r}")
+
+    @classmethod
+    def parameters(cls) -> dict[str, dict]:
+        """Hyper-parameters with defaults, bounds and help, for the CLI and the UI."""
+        return {f.name: {"default": f.default, **f.metadata} for f in dataclasses.fields(cls) if f.metadata}
+
+    def data_needs(self) -> frozenset[str]:
+        """Request parts this configured instance reads (may depend on its parameters)."""
+        return self.needs
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.parameters()}
+
+    def unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget | None = None,
+                progress: Progress | None = None, seed: int = 0) -> FaceModel:
+        """A new model with ``request`` forgotten. ``model`` is left exactly as it was."""
+        needs = self.data_needs()
+        if request.forget is None and request.support is None:
+            raise InvalidParameter(f"{self.name}: the request holds neither forget images nor a support sample")
+        if "retain" in needs and request.retain is None:
+            raise InvalidParameter(f"{self.name} needs retain data in the request")
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        copy = model.clone()
+        started = time.perf_counter()
+        self._unlearn(copy, request.restricted_to(needs), budget or Budget(), progress or (lambda f, m: None), generator)
+        self.seconds_ = time.perf_counter() - started
+        return copy.eval()
+
+    @abstractmethod
+    def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
+                 generator: torch.Generator) -> None:
+        """Modify ``model`` (already a copy) in place."""
+
+
+@dataclass
+class Batch:
+    """One optimisation step's data: forget-side inputs and labels, optional retain inputs and labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    retain_x: torch.Tensor | None = None
+    retain_y: torch.Tensor | None = None
+
+
+@dataclass
+class IterativeMethod(UnlearningMethod):
+    """SGD loop shared by gradient-based methods; subclasses define ``loss``.
+
+    Batches are PK-sampled from the forget data (so anchors have positives) with random
+    horizontal flips; when the method needs 'retain', a random retain batch rides along.
+    Optional early stopping (``stop_cs``) checks the forget identities' compactness on the
+    forget training images every ``check_every`` steps and stops once it is at or below target.
+    """
+
+    iterations: int = param(1000, 1, 100_000, "optimisation steps")
+    lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate")
+    batch_size: int = param(32, 2, 1024, "forget batch size")
+    momentum: float = param(0.0, 0.0, 0.999, "SGD momentum")
+    weight_decay: float = param(0.0, 0.0, 1.0, "SGD weight decay")
+    stop_cs: float | None = param(None, -1.0, 1.0, "stop once forget-train compactness <= this", optional=True)
+    check_every: int = param(10, 1, 10_000, "steps between early-stopping checks")
+
+    def _optimiser(self, model: FaceModel) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.trainable_parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+    def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
+        """Hook: prepare state (frozen references, masks) before the first step."""
+
+    def sample(self, request: UnlearnRequest, generator: torch.Generator) -> Batch:
+        data = request.forget_data()
+        idx = pk_batch(data.labels, self.batch_size, generator)
+        x, y = data.batch(idx.to(data.labels.device), flip_mask(len(idx), generator))
+        batch = Batch(x, y)
+        if request.retain is not None:
+            ridx = random_batch(len(request.retain), self.batch_size, generator).to(request.retain.labels.device)
+            batch.retain_x, batch.retain_y = request.retain.batch(ridx, flip_mask(len(ridx), generator))
+        return batch
+
+    @abstractmethod
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        """The scalar to minimise for this batch."""
+
+    def after_step(self, model: FaceModel) -> None:
+        """Hook: e.g. re-apply a weight mask."""
+
+    def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
+                 generator: torch.Generator) -> None:
+        self.setup(model, request, generator)
+        optimiser = self._optimiser(model)
+        steps = min(self.iterations, budget.iterations or self.iterations)
+        started = time.perf_counter()
+        self.loss_history_: list[float] = []
+        self.n_iter_ = 0
+        model.train()
+        for step in range(steps):
+            loss = self.loss(model, self.sample(request, generator))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            self.after_step(model)
+            self.loss_history_.append(float(loss.detach()))
+            self.n_iter_ = step + 1
+            if step % 10 == 0 or step == steps - 1:
+                progress((step + 1) / steps, f"{self.name}: step {step + 1}/{steps}, loss {self.loss_history_[-1]:.4f}")
+            if budget.seconds is not None and time.perf_counter() - started > budget.seconds:
+                break
+            if self.stop_cs is not None and (step + 1) % self.check_every == 0 and self._forget_cs(model, request) <= self.stop_cs:
+                break
+        model.eval()
+
+    @torch.no_grad()
+    def _forget_cs(self, model: FaceModel, request: UnlearnRequest) -> float:
+        data = request.forget_data()
+        was_training = model.training
+        model.eval()
+        emb = model.embed(data.inputs).cpu().numpy()
+        model.train(was_training)
+        return compactness(emb, data.labels.cpu().numpy())
+
+
+_REGISTRY: dict[str, type[UnlearningMethod]] = {}
+
+
+def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
+    """Class decorator: makes ``cls`` available as ``create_method(cls.name)``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_methods() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def method_class(name: str) -> type[UnlearningMethod]:
+    if name not in _REGISTRY:
+        raise InvalidParameter(f"unknown method {name!r}; available: {list_methods()}")
+    return _REGISTRY[name]
+
+
+def create_method(name: str, **params: Any) -> UnlearningMethod:
+    """Instantiate a registered method; unknown or out-of-range parameters raise ``InvalidParameter``."""
+    cls = method_class(name)
+    unknown = set(params) - set(cls.parameters())
+    if unknown:
+        raise InvalidParameter(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(cls.parameters())}")
+    return cls(**params)
+
+
+def cosine_pairs(embeddings: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity matrix of (unnormalised) embeddings."""
+    x = F.normalize(embeddings, dim=1)
+    return x @ x.t()

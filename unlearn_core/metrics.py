@@ -1,0 +1,86 @@
+"""Retrieval and geometry metrics (S0 §5.3): pure functions of embeddings and labels.
+
+Embeddings are L2-normalised rows; similarity is cosine.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def retrieval(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray,
+              query_ids: np.ndarray | None = None, gallery_ids: np.ndarray | None = None,
+              ranks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """mAP and CMC rank-k of cosine retrieval.
+
+    Where ``query_ids``/``gallery_ids`` are given, a gallery item with the query's own id (the
+    same image) is removed from that query's ranking (exact self-matches removed, S0 §5.2).
+    Queries with no positive left in the gallery are not scored; ``n_queries`` counts the scored.
+    """
+    sims = _normalise(query) @ _normalise(gallery).T
+    positives = query_labels[:, None] == gallery_labels[None, :]
+    valid = np.ones_like(positives)
+    if query_ids is not None and gallery_ids is not None:
+        valid = query_ids[:, None] != gallery_ids[None, :]
+    aps, hits = [], {k: [] for k in ranks}
+    for sim, pos, keep in zip(sims, positives, valid):
+        sim, pos = sim[keep], pos[keep]
+        if not pos.any():
+            continue
+        aps.append(average_precision_score(pos, sim))
+        # rank of the first positive (ties broken against the query)
+        first = int((sim > sim[pos].max()).sum() + (sim[~pos] == sim[pos].max()).sum())
+        for k in ranks:
+            hits[k].append(first < k)
+    out = {"mAP": float(np.mean(aps)) if aps else float("nan")}
+    out.update({f"rank{k}": float(np.mean(h)) if h else float("nan") for k, h in hits.items()})
+    out["n_queries"] = len(aps)
+    return out
+
+
+def compactness(embeddings: np.ndarray, labels: np.ndarray, identities: np.ndarray | None = None) -> float:
+    """Cluster Compactness Score (S0 Eq. 10): mean over identities of the mean pairwise cosine
+    between distinct images of that identity. Identities with a single image are skipped."""
+    x = _normalise(embeddings)
+    scores = []
+    for p in (np.unique(labels) if identities is None else identities):
+        members = x[labels == p]
+        n = len(members)
+        if n < 2:
+            continue
+        total = members.sum(0)
+        scores.append((total @ total - n) / (n * (n - 1)))  # sum_{i != j} x_i.x_j, unit rows
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def centroids(embeddings: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Normalised mean embedding per class (zero rows for absent classes)."""
+    sums = np.zeros((n_classes, embeddings.shape[1]))
+    np.add.at(sums, labels, _normalise(embeddings))
+    return _normalise(sums)
+
+
+def centroid_accuracy(test: np.ndarray, test_labels: np.ndarray, class_centroids: np.ndarray) -> float:
+    """Fraction of test embeddings whose nearest class centroid (cosine) is their own class.
+
+    S0 does not define the centroids; we use the normalised mean embedding of each identity's
+    *training* images under the model being evaluated, over all gallery identities.
+    """
+    if len(test) == 0:
+        return float("nan")
+    predicted = np.argmax(_normalise(test) @ class_centroids.T, axis=1)
+    return float(np.mean(predicted == test_labels))
+
+
+def mean_cross_identity_cosine(embeddings: np.ndarray, labels: np.ndarray, max_pairs: int = 200_000, seed: int = 0) -> float:
+    """Mean cosine between images of different identities (a centring diagnostic)."""
+    rng = np.random.default_rng(seed)
+    x = _normalise(embeddings)
+    i = rng.integers(len(x), size=max_pairs)
+    j = rng.integers(len(x), size=max_pairs)
+    keep = labels[i] != labels[j]
+    return float(np.mean(np.sum(x[i[keep]] * x[j[keep]], axis=1)))

@@ -1,0 +1,286 @@
+"""The audit pipeline: gallery -> aligned chips -> model inputs -> original model -> unlearning ->
+evaluation -> report. ``Workspace`` holds everything expensive about one (gallery, backbone,
+split, device) and is reused across methods; models are cached on disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .backbones import Backbone, create_backbone
+from .data import Gallery, Split, load_gallery, make_split
+from .errors import DataUnavailable, InvalidParameter
+from .faces import ChipCache, FaceDetector
+from .features import FaceData, InputEncoder
+from .methods import Budget, UnlearnRequest, create_method
+from .metrics import centroid_accuracy, centroids, compactness, retrieval
+from .model import CosFaceHead, FaceModel
+from .train import TrainConfig, train_cosface
+
+Progress = Callable[[float, str], None]
+PARTS = ("forget_train", "forget_test", "retain_train", "retain_test", "distractors")
+
+
+def cache_dir() -> Path:
+    """``$UNLEARN_CACHE`` or ``~/.cache/unlearn_core`` (dataset chips and trained models only)."""
+    path = Path(os.environ.get("UNLEARN_CACHE", Path.home() / ".cache" / "unlearn_core"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidParameter("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise InvalidParameter(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass
+class WorkspaceConfig:
+    dataset: str = "lfw"
+    n_forget: int = 10
+    seed: int = 0
+    backbone: str = "dlib_resnet"
+    device: str = "auto"
+    train_from: str = "auto"
+    """'tail' (CPU fast path: cached trunk activations), 'full', a stage name, or 'auto' (full on GPU)."""
+    n_distractors: int = 1000
+    max_images_per_identity: int = 50
+    forget_ids: list[str] | None = None
+    n_retain: int | None = None
+    """Keep only this many retain identities (None: all eligible)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class Workspace:
+    """Prepared data and the original model for one unlearning protocol."""
+
+    def __init__(self, config: WorkspaceConfig, progress: Progress | None = None, gallery: Gallery | None = None):
+        progress = progress or (lambda f, m: None)
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.timing: dict[str, float] = {}
+        started = time.perf_counter()
+        self.backbone: Backbone = create_backbone(config.backbone)
+        self.backbone.module.to(self.device)
+        train_from = config.train_from if config.train_from != "auto" else ("full" if self.device.type == "cuda" else "tail")
+        self.start = self.backbone.stage_index(train_from)
+        self.gallery = gallery or load_gallery(config.dataset)
+        self.split: Split = make_split(self.gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
+                                       max_images_per_identity=config.max_images_per_identity, forget_ids=config.forget_ids,
+                                       n_retain=config.n_retain)
+        progress(0.05, f"aligning faces of {self.gallery.name}")
+        self._align(progress)
+        self.timing["align"] = time.perf_counter() - started
+        self.classes = np.concatenate([self.split.forget_ids, self.split.retain_ids])
+        self.forget_classes = list(range(len(self.split.forget_ids)))
+        self.encoder = InputEncoder(self.backbone, self.start, self.device)
+        started = time.perf_counter()
+        progress(0.4, "encoding faces with the frozen trunk")
+        self.data: dict[str, FaceData] = {part: self._face_data(part) for part in PARTS}
+        self.timing["encode"] = time.perf_counter() - started
+        self.original = self._trained_model("original", ("forget_train", "retain_train"), progress)
+        self.timing["original"] = time.perf_counter() - started - self.timing["encode"]
+        self._retrain: FaceModel | None = None
+
+    # -- data ---------------------------------------------------------------------------------
+    def _align(self, progress: Progress) -> None:
+        cache = ChipCache(cache_dir(), self.backbone.template, self.backbone.chip_size)
+        detector = FaceDetector.shared(str(self.device) if self.device.type == "cuda" else "cpu")
+        needed = np.unique(np.concatenate([getattr(self.split, p) for p in PARTS]))
+        self.chips: dict[int, np.ndarray] = {}
+        self.detections: dict[int, dict] = {}
+        results = cache.get_many([self.gallery.sources[i] for i in needed], detector, desc=f"aligning {self.gallery.name}")
+        for i, (chip, record) in zip(needed, results):
+            self.detections[int(i)] = record
+            if chip is not None:
+                self.chips[int(i)] = chip
+        for part in PARTS:  # drop images without a detectable face
+            setattr(self.split, part, np.array([i for i in getattr(self.split, part) if int(i) in self.chips], dtype=np.int64))
+        self.n_without_face = len(needed) - len(self.chips)
+        if len(self.split.forget_test) == 0 or len(self.split.retain_test) == 0:
+            raise DataUnavailable(f"too few faces were detected in {self.gallery.name} to evaluate")
+
+    def label_of(self, image_ids: np.ndarray) -> np.ndarray:
+        """Head class of gallery images (-1 for identities outside forget/retain)."""
+        lookup = {int(c): k for k, c in enumerate(self.classes)}
+        return np.array([lookup.get(int(self.gallery.labels[i]), -1) for i in image_ids], dtype=np.int64)
+
+    def _face_data(self, part: str) -> FaceData:
+        ids = getattr(self.split, part)
+        chips = np.stack([self.chips[int(i)] for i in ids]) if len(ids) else np.zeros((0, self.backbone.chip_size, self.backbone.chip_size, 3), np.uint8)
+        return self.encoder.face_data(chips, self.label_of(ids), ids, desc=f"encoding {part}")
+
+    def identity_names(self, classes: list[int] | np.ndarray) -> list[str]:
+        return [self.gallery.identities[int(self.classes[c])] for c in classes]
+
+    # -- models -------------------------------------------------------------------------------
+    def _model_key(self, kind: str, parts: tuple[str, ...]) -> str:
+        spec = {
+            "kind": kind, "gallery": self.gallery.name, "backbone": self.backbone.name, "start": self.start,
+            "train": dataclasses.asdict(self.config.train), "seed": self.config.seed,
+            "images": [getattr(self.split, p).tolist() for p in parts], "classes": self.classes.tolist(),
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _trained_model(self, kind: str, parts: tuple[str, ...], progress: Progress) -> FaceModel:
+        data = concat_face_data([self.data[p] for p in parts])
+        path = cache_dir() / "models" / f"{kind}-{self._model_key(kind, parts)}.safetensors"
+        if path.exists():
+            model = FaceModel(self.backbone.module, self.start).clone()
+            model.head = CosFaceHead(torch.zeros(len(self.classes), self.backbone.embed_dim), self.config.train.scale, self.config.train.margin)
+            model.load_state_dict(load_file(str(path), device=str(self.device)), strict=False)
+            return model.to(self.device).eval()
+        progress(0.5, f"training the {kind} model (cached afterwards)")
+        model = train_cosface(self.backbone, self.start, data, len(self.classes), self.config.train, seed=self.config.seed,
+                              progress=lambda f, m: progress(0.5 + 0.4 * f, f"{kind}: {m}"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_trainable_parameters()}
+        tmp = path.with_suffix(".tmp")
+        save_file(trainable, str(tmp))
+        tmp.replace(path)
+        return model
+
+    def retrain_model(self, progress: Progress | None = None) -> FaceModel:
+        """The gold-standard reference: the original recipe on retain identities only (cached)."""
+        if self._retrain is None:
+            self._retrain = self._trained_model("retrain", ("retain_train",), progress or (lambda f, m: None))
+        return self._retrain
+
+    # -- requests and evaluation -------------------------------------------------------------
+    def request(self, one_shot: bool = False, seed: int = 0) -> UnlearnRequest:
+        """The unlearning request: forget training images (or one support image per forget identity)
+        and the retain training images (removed again for methods that do not declare them)."""
+        forget = self.data["forget_train"]
+        support = support_sample(forget, seed)
+        return UnlearnRequest(
+            forget_classes=self.forget_classes,
+            forget=None if one_shot else forget,
+            support=support,
+            retain=self.data["retain_train"],
+            test=self.data["retain_test"],
+            encode=lambda chips: self.encoder(chips),
+        )
+
+    @torch.no_grad()
+    def embed(self, model: FaceModel, part: str) -> np.ndarray:
+        data = self.data[part]
+        if len(data) == 0:
+            return np.zeros((0, self.backbone.embed_dim), np.float32)
+        return torch.cat([model.embed(data.inputs[i : i + 512]) for i in range(0, len(data), 512)]).cpu().numpy()
+
+    def evaluate(self, model: FaceModel) -> dict[str, dict[str, float]]:
+        """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3)."""
+        emb = {p: self.embed(model, p) for p in PARTS}
+        lab = {p: self.data[p].labels.cpu().numpy() for p in PARTS}
+        ids = {p: self.data[p].image_ids for p in PARTS}
+        train_emb = np.concatenate([emb["forget_train"], emb["retain_train"]])
+        train_lab = np.concatenate([lab["forget_train"], lab["retain_train"]])
+        class_centroids = centroids(train_emb, train_lab, len(self.classes))
+
+        def block(queries: str, gallery_parts: tuple[str, ...]) -> dict[str, float]:
+            g_emb = np.concatenate([emb[p] for p in gallery_parts])
+            g_lab = np.concatenate([lab[p] if p != "distractors" else np.full(len(lab[p]), -1) for p in gallery_parts])
+            g_ids = np.concatenate([ids[p] for p in gallery_parts])
+            out = retrieval(emb[queries], lab[queries], g_emb, g_lab, ids[queries], g_ids)
+            out["cs"] = compactness(emb[queries], lab[queries])
+            out["centroid_acc"] = centroid_accuracy(emb[queries], lab[queries], class_centroids)
+            return out
+
+        result = {
+            "forget": block("forget_test", ("forget_test", "retain_test")),
+            "retain": block("retain_test", ("retain_test",)),
+        }
+        if len(self.data["distractors"]):
+            result["forget_extended"] = block("forget_test", ("forget_test", "retain_test", "distractors"))
+        return result
+
+
+def concat_face_data(parts: list[FaceData]) -> FaceData:
+    return FaceData(
+        torch.cat([p.inputs for p in parts]), torch.cat([p.inputs_flipped for p in parts]), torch.cat([p.labels for p in parts]),
+        np.concatenate([p.chips for p in parts]), np.concatenate([p.image_ids for p in parts]),
+    )
+
+
+def support_sample(forget: FaceData, seed: int) -> FaceData:
+    """One image per forget identity, drawn by seed (the one-shot support set of S2)."""
+    rng = np.random.default_rng(seed)
+    labels = forget.labels.cpu().numpy()
+    pick = [int(rng.choice(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    return forget.subset(pick)
+
+
+@dataclass
+class AuditConfig:
+    method: str = "dispersion"
+    params: dict[str, Any] = field(default_factory=dict)
+    iterations: int | None = None
+    one_shot: bool = False
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+
+
+def run_method(ws: Workspace, config: AuditConfig, progress: Progress | None = None) -> tuple[FaceModel, dict[str, Any]]:
+    """Unlearn with one method on a prepared workspace; returns the new model and its report."""
+    progress = progress or (lambda f, m: None)
+    method = create_method(config.method, **config.params)
+    request = ws.request(one_shot=config.one_shot, seed=ws.config.seed)
+    started = time.perf_counter()
+    model = method.unlearn(ws.original, request, Budget(iterations=config.iterations), progress, seed=ws.config.seed)
+    unlearn_s = time.perf_counter() - started
+    report = {
+        "method": config.method,
+        "params": method.get_params(),
+        "one_shot": config.one_shot,
+        "iterations_run": getattr(method, "n_iter_", None),
+        "timing_s": {"unlearn": unlearn_s},
+        "after": ws.evaluate(model),
+    }
+    return model, report
+
+
+def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: Workspace | None = None) -> dict[str, Any]:
+    """The whole audit for one method, as the JSON-serialisable report the CLI and UI share."""
+    started = time.perf_counter()
+    ws = workspace or Workspace(config.workspace, progress)
+    before = ws.evaluate(ws.original)
+    _, result = run_method(ws, config, progress)
+    wc = ws.config
+    report = {
+        "method": config.method,
+        "dataset": ws.gallery.name,
+        "backbone": ws.backbone.name,
+        "device": device_name(ws.device),
+        "train_from": ws.backbone.stage_names[ws.start],
+        "seed": wc.seed,
+        "forget_identities": ws.identity_names(ws.forget_classes),
+        "n_retain_identities": len(ws.split.retain_ids),
+        "n_images": {p: len(ws.data[p]) for p in PARTS},
+        "n_without_face": ws.n_without_face,
+        **{k: v for k, v in result.items() if k not in ("method", "timing_s", "after")},
+        "timing_s": {**{k: round(v, 3) for k, v in ws.timing.items()}, "unlearn": round(result["timing_s"]["unlearn"], 3)},
+        "before": before,
+        "after": result["after"],
+    }
+    report["timing_s"]["total"] = round(time.perf_counter() - started, 3)
+    return report
