@@ -1,0 +1,40 @@
+"""The headless CLI: the audit report contract, and clean errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unlearn_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_audit_writes_the_report_contract(tmp_path):
+    out = tmp_path / "report.json"
+    result = run_cli("audit", "--dataset", "olivetti", "--forget", "3", "--method", "dispersion", "--iterations", "30",
+                     "--device", "cpu", "--distractors", "0", "--no-privacy", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "forget" in result.stdout and "retain" in result.stdout
+    report = json.loads(out.read_text())
+    for key in ("method", "dataset", "backbone", "device", "seed", "forget_identities", "timing_s", "before", "after"):
+        assert key in report
+    assert {"unlearn", "total"} <= set(report["timing_s"]) and len(report["forget_identities"]) == 3
+    for when in ("before", "after"):
+        for part in ("forget", "retain"):
+            m = report[when][part]
+            assert set(m) >= {"mAP", "rank1", "rank5", "cs", "centroid_acc", "n_queries"}
+            assert all(0.0 <= m[k] <= 1.0 for k in ("mAP", "rank1", "rank5", "centroid_acc"))
+
+
+def test_bad_input_gives_one_line_not_a_traceback():
+    for args, message in [
+        (("audit", "--method", "nope"), "unknown method"),
+        (("audit", "--param", "lr=7"), "lr must be in"),
+        (("audit", "--dataset", "folder:/nonexistent"), "does not exist"),
+        (("audit", "--dataset", "olivetti", "--forget", "99", "--device", "cpu"), "n_forget must be between"),
+    ]:
+        result = run_cli(*args)
+        assert result.returncode == 2
+        assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,186 @@
+"""Headless command line: ``python -m unlearn_core audit|methods ...``.
+
+Errors a user can act on (bad parameters, missing data, bad images) print one clear line and
+exit with status 2; they never show a stack trace.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from .bench import DEFAULT_ITERATIONS, BenchConfig, render_markdown, run_bench
+from .errors import UnlearnError
+from .methods import list_methods, method_class
+from .pipeline import AuditConfig, WorkspaceConfig, run_audit
+
+METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc")
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=1e-4", "hard=true"]`` -> ``{"lr": 1e-4, "hard": True}`` (values parsed as JSON when possible)."""
+    params = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UnlearnError(f"--param expects NAME=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The before/after metrics as a fixed-width text table."""
+    lines = [f"{'set':<16}{'when':<8}" + "".join(f"{c:>13}" for c in METRIC_COLUMNS)]
+    for part in ("forget", "forget_extended", "retain"):
+        for when in ("before", "after"):
+            if part in report[when]:
+                m = report[when][part]
+                lines.append(f"{part:<16}{when:<8}" + "".join(f"{m[c]:>13.3f}" for c in METRIC_COLUMNS))
+    return "\n".join(lines)
+
+
+class TqdmProgress:
+    """Progress callback drawing one tqdm bar per phase (the message prefix before ':')."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.phase = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        phase = message.split(":")[0]
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = tqdm(total=1000, desc=phase, leave=False, file=sys.stderr)
+        assert self.bar is not None
+        self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
+        self.bar.set_postfix_str(message[len(phase) + 1 :].strip()[:60], refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    config = AuditConfig(
+        method=args.method,
+        params=parse_params(args.param),
+        iterations=args.iterations,
+        one_shot=args.one_shot,
+        workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
+                                  device=args.device, train_from=args.train_from, n_distractors=args.distractors,
+                                  n_retain=args.retain),
+    )
+    method_class(config.method)(**config.params)  # validate parameters before any expensive work
+    progress = TqdmProgress()
+    report = run_audit(config, progress)
+    progress.close()
+    print(f"{report['method']} on {report['dataset']} ({report['backbone']}, {report['device']}, train_from={report['train_from']}, seed {report['seed']})")
+    print(f"forget identities: {', '.join(report['forget_identities'])}")
+    print(format_table(report))
+    print("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["timing_s"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    for name in list_methods():
+        cls = method_class(name)
+        print(f"{name:<20}{cls.summary}")
+        if args.verbose:
+            for pname, spec in cls.parameters().items():
+                bounds = f"{spec['choices']}" if spec["choices"] else f"[{spec['low']}, {spec['high']}]"
+                print(f"    {pname:<16}default {spec['default']!r:<10} {bounds:<20} {spec['help']}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    config = BenchConfig(
+        methods=[] if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()],
+        seeds=parse_ints(args.seeds),
+        iterations=args.iterations,
+        workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, backbone=args.backbone, device=args.device,
+                                  train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain),
+    )
+    progress = TqdmProgress()
+    results = run_bench(config, progress, log=lambda m: tqdm.write(m, file=sys.stderr))
+    progress.close()
+    table = render_markdown(results)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table)
+        print(f"table written to {args.out}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"per-seed results written to {args.json}", file=sys.stderr)
+    return 0
+
+
+def parse_ints(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UnlearnError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m unlearn_core", description="Face-identity unlearning: audit and benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    audit = sub.add_parser("audit", help="unlearn identities with one method and report before/after metrics")
+    audit.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH (<root>/<identity>/<image>)")
+    audit.add_argument("--forget", type=int, default=10, help="number of identities to forget (sampled by seed)")
+    audit.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
+    audit.add_argument("--method", default="dispersion", help="see `python -m unlearn_core methods`")
+    audit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
+    audit.add_argument("--iterations", type=int, default=None, help="cap on optimisation steps")
+    audit.add_argument("--one-shot", action="store_true", help="forget from one support image per identity")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--backbone", default="dlib_resnet")
+    audit.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    audit.add_argument("--train-from", default="auto", help="tail (CPU fast path), full, a stage name, or auto")
+    audit.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")
+    audit.add_argument("--json", help="write the JSON report here")
+    audit.set_defaults(func=cmd_audit)
+    methods = sub.add_parser("methods", help="list the registered unlearning methods")
+    methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
+    methods.set_defaults(func=cmd_methods)
+    bench = sub.add_parser("bench", help="compare methods over several forget sets (markdown table, mean ± std)")
+    bench.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
+    bench.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
+    bench.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one forget set each")
+    bench.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="iteration cap per method (overrides in bench.ITERATION_OVERRIDES)")
+    bench.add_argument("--forget", type=int, default=10, help="identities to forget per seed")
+    bench.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
+    bench.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")
+    bench.add_argument("--backbone", default="dlib_resnet")
+    bench.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    bench.add_argument("--train-from", default="auto", help="tail (CPU fast path), full, a stage name, or auto")
+    bench.add_argument("--out", help="write the markdown table here")
+    bench.add_argument("--json", help="write the raw per-seed numbers here")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UnlearnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
