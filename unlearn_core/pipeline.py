@@ -180,6 +180,7 @@ class Workspace:
             retain=self.data["retain_train"],
             test=self.data["retain_test"],
             encode=lambda chips: self.encoder(chips),
+            pretrained=self.backbone,
         )
 
     @torch.no_grad()

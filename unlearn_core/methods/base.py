@@ -17,11 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbones import Backbone
 from ..errors import InvalidParameter
 from ..features import FaceData
 from ..metrics import compactness
 from ..model import FaceModel
 from ..sampling import flip_mask, pk_batch, random_batch
+from .saliency import apply_mask, saliency_mask
 
 Progress = Callable[[float, str], None]
 DATA_PARTS = ("forget", "retain", "support")
@@ -51,6 +53,8 @@ class UnlearnRequest:
     encode: Callable[[Any], torch.Tensor] | None = None
     test: FaceData | None = None
     """Held-out images of retained identities, for methods that need unseen data (e.g. JiT-free attacks)."""
+    pretrained: Backbone | None = None
+    """The pretrained embedder the original model was fine-tuned from (for ``retrain``)."""
 
     def restricted_to(self, needs: frozenset[str]) -> "UnlearnRequest":
         return dataclasses.replace(self, **{p: None for p in DATA_PARTS + ("test",) if p not in needs})
@@ -165,6 +169,7 @@ class IterativeMethod(UnlearningMethod):
     weight_decay: float = param(0.0, 0.0, 1.0, "SGD weight decay")
     stop_cs: float | None = param(None, -1.0, 1.0, "stop once forget-train compactness <= this", optional=True)
     check_every: int = param(10, 1, 10_000, "steps between early-stopping checks")
+    saliency: float | None = param(None, 0.01, 1.0, "SalUn: update only this fraction of weights (largest forget-loss gradients)", optional=True)
 
     def _optimiser(self, model: FaceModel) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.trainable_parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
@@ -192,6 +197,7 @@ class IterativeMethod(UnlearningMethod):
     def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
                  generator: torch.Generator) -> None:
         self.setup(model, request, generator)
+        mask = saliency_mask(model, request.forget_data(), self.saliency, cosface_loss) if self.saliency is not None else None
         optimiser = self._optimiser(model)
         steps = min(self.iterations, budget.iterations or self.iterations)
         started = time.perf_counter()
@@ -202,6 +208,8 @@ class IterativeMethod(UnlearningMethod):
             loss = self.loss(model, self.sample(request, generator))
             optimiser.zero_grad()
             loss.backward()
+            if mask is not None:
+                apply_mask(model, mask)
             optimiser.step()
             self.after_step(model)
             self.loss_history_.append(float(loss.detach()))
@@ -210,9 +218,13 @@ class IterativeMethod(UnlearningMethod):
                 progress((step + 1) / steps, f"{self.name}: step {step + 1}/{steps}, loss {self.loss_history_[-1]:.4f}")
             if budget.seconds is not None and time.perf_counter() - started > budget.seconds:
                 break
-            if self.stop_cs is not None and (step + 1) % self.check_every == 0 and self._forget_cs(model, request) <= self.stop_cs:
+            if (step + 1) % self.check_every == 0 and self.should_stop(model, request):
                 break
         model.eval()
+
+    def should_stop(self, model: FaceModel, request: UnlearnRequest) -> bool:
+        """Hook, checked every ``check_every`` steps: the ``stop_cs`` early stopping by default."""
+        return self.stop_cs is not None and self._forget_cs(model, request) <= self.stop_cs
 
     @torch.no_grad()
     def _forget_cs(self, model: FaceModel, request: UnlearnRequest) -> float:
@@ -252,6 +264,22 @@ def create_method(name: str, **params: Any) -> UnlearningMethod:
     if unknown:
         raise InvalidParameter(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(cls.parameters())}")
     return cls(**params)
+
+
+def cosface_loss(model: FaceModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The CosFace training loss of ``model``'s head on inputs ``x`` with labels ``y``."""
+    return F.cross_entropy(model.logits(x, y), y)
+
+
+@torch.no_grad()
+def head_accuracy(model: FaceModel, data: FaceData, batch_size: int = 256) -> float:
+    """Fraction of ``data`` the identity head classifies correctly (plain cosine, no margin)."""
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model.logits(data.inputs[i : i + batch_size]).argmax(1) == data.labels[i : i + batch_size]).sum())
+                  for i in range(0, len(data), batch_size))
+    model.train(was_training)
+    return correct / max(1, len(data))
 
 
 def cosine_pairs(embeddings: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""Boundary Expanding (Chen et al. 2023), S4's other class-unlearning baseline, on a CosFace head.
+
+Add one "shadow" class to the head (a random unit vector, drawn from the seed), fine-tune on the
+forget images all labelled as that shadow class with the CosFace loss, then prune the shadow row:
+the forget images end up in a region the remaining head no longer claims. No retain data.
+Defaults: lr 1e-5 as in Chen et al.; 100 steps (their 10 epochs of one VGGFace2 identity at
+batch 64 is about 60 steps; S0 App. A uses 100-500 for the sibling Boundary Shrink).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InvalidParameter
+from ..model import FaceModel
+from .base import Batch, Budget, IterativeMethod, Progress, UnlearnRequest, cosface_loss, param, register_method
+
+
+@register_method
+@dataclass
+class BoundaryExpanding(IterativeMethod):
+    name = "boundary_expanding"
+    summary = "Train forget images into a temporary shadow identity, then delete it (Chen et al. 2023)"
+
+    iterations: int = param(100, 1, 100_000, "optimisation steps")
+    lr: float = param(1e-5, 1e-8, 1.0, "SGD learning rate")
+
+    def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
+        if model.head is None:
+            raise InvalidParameter(f"{self.name} needs a model with an identity head")
+        weight = model.head.weight.detach()
+        shadow = F.normalize(torch.randn(1, weight.shape[1], generator=generator), dim=1).to(weight)
+        model.head.weight = nn.Parameter(torch.cat([weight, shadow * weight.norm(dim=1).mean()]))
+        self._shadow = weight.shape[0]
+
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        return cosface_loss(model, batch.x, torch.full_like(batch.y, self._shadow))
+
+    def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
+                 generator: torch.Generator) -> None:
+        super()._unlearn(model, request, budget, progress, generator)
+        model.head.weight = nn.Parameter(model.head.weight.detach()[: self._shadow].clone())

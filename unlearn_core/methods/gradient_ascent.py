@@ -1,0 +1,27 @@
+"""Gradient Ascent (S0 Eq. 8): maximise the CosFace loss of the forget images.
+
+``L_GA = -L_CosFace(f(I_i), y_i)`` over forget-set batches, with S0's lower learning rate 1e-5
+(§5.5) and 50 steps (S0 Table 5: the 1e-5/50-step run reached 0 % forget centroid accuracy).
+The loss is unbounded, so longer runs or larger rates eventually break the model (S0 App. A).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model import FaceModel
+from .base import Batch, IterativeMethod, cosface_loss, param, register_method
+
+
+@register_method
+@dataclass
+class GradientAscent(IterativeMethod):
+    name = "gradient_ascent"
+    summary = "Climb the CosFace loss of the forget images (S0 Eq. 8)"
+
+    iterations: int = param(50, 1, 100_000, "optimisation steps")
+    lr: float = param(1e-5, 1e-8, 1.0, "SGD learning rate")
+
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        return -cosface_loss(model, batch.x, batch.y)
