@@ -6,9 +6,15 @@ folder. ``make_split`` turns it into forget / retain / distractor sets, seeded.
 """
 from __future__ import annotations
 
+import io
 import os
+import stat
+import tempfile
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -178,3 +184,79 @@ def make_split(gallery: Gallery, n_forget: int, seed: int = 0, test_fraction: fl
     singles = np.flatnonzero(np.isin(gallery.labels, np.flatnonzero(counts == 1)))
     distractors = np.sort(rng.permutation(singles)[:n_distractors])
     return Split(seed, chosen, retain, forget_train, forget_test, retain_train, retain_test, distractors)
+
+
+MAX_ZIP_BYTES = 200 * 1024 * 1024
+MAX_ZIP_FILES = 5000
+MAX_ZIP_UNCOMPRESSED = 1024 * 1024 * 1024
+MAX_ZIP_RATIO = 200
+
+
+@contextmanager
+def zip_gallery(source: bytes | str | Path, max_bytes: int = MAX_ZIP_BYTES, max_files: int = MAX_ZIP_FILES,
+                max_uncompressed: int = MAX_ZIP_UNCOMPRESSED, max_ratio: float = MAX_ZIP_RATIO) -> Iterator[Gallery]:
+    """A gallery from a zip of ``<identity>/<image>`` folders (optionally under one top folder).
+
+    The archive is checked before anything is written: it must be a readable, unencrypted zip of
+    at most ``max_bytes`` with at most ``max_files`` entries, no absolute, parent (``..``),
+    drive or link paths (zip-slip), a declared total of at most ``max_uncompressed`` bytes and
+    no entry compressed more than ``max_ratio`` times (zip bombs). Image files are then copied
+    into a private temporary folder (mode 0700), read with a hard size cap per entry, and the
+    folder is removed when the ``with`` block ends, whatever happens inside it.
+    """
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+    if not data:
+        raise DataUnavailable("The gallery zip is empty (0 bytes).")
+    if len(data) > max_bytes:
+        raise DataUnavailable(f"The gallery zip is {len(data) / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as err:
+        raise DataUnavailable(f"The gallery file is not a readable zip archive ({err}).") from None
+    images = _checked_zip_images(entries, max_files, max_uncompressed, max_ratio)
+    with tempfile.TemporaryDirectory(prefix="unlearn-zip-") as tmp:
+        root = Path(tmp)
+        for info, (identity, name) in images:
+            target = root / identity / name
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            try:
+                with archive.open(info) as member:
+                    content = member.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as err:
+                raise DataUnavailable(f"The gallery zip is damaged: {info.filename!r} cannot be read ({err}).") from None
+            if len(content) > info.file_size:
+                raise DataUnavailable(f"The gallery zip is malformed: {info.filename!r} is larger than its header says.")
+            target.write_bytes(content)
+        yield load_folder(root, name="zip")
+
+
+def _checked_zip_images(entries: list[zipfile.ZipInfo], max_files: int, max_uncompressed: int,
+                        max_ratio: float) -> list[tuple[zipfile.ZipInfo, tuple[str, str]]]:
+    """The image entries as (info, (identity, file name)), after every safety check."""
+    if not entries:
+        raise DataUnavailable("The gallery zip holds no files; expected <identity>/<image> folders.")
+    if len(entries) > max_files:
+        raise DataUnavailable(f"The gallery zip holds {len(entries)} entries; the limit is {max_files}.")
+    if sum(e.file_size for e in entries) > max_uncompressed:
+        raise DataUnavailable(f"The gallery zip would unpack to more than {max_uncompressed / 1e6:.0f} MB.")
+    for e in entries:
+        name = e.filename.replace("\\", "/")
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts or ":" in parts[0] or "\x00" in name:
+            raise DataUnavailable(f"The gallery zip has an unsafe path {e.filename!r} (absolute or outside the archive); refused.")
+        if stat.S_ISLNK(e.external_attr >> 16):
+            raise DataUnavailable(f"The gallery zip holds a symbolic link {e.filename!r}; refused.")
+        if e.flag_bits & 0x1:
+            raise DataUnavailable("The gallery zip is encrypted; please upload an unencrypted zip.")
+        if e.compress_size and e.file_size / e.compress_size > max_ratio:
+            raise DataUnavailable(f"The gallery zip entry {e.filename!r} is compressed {e.file_size / e.compress_size:.0f}x (zip bomb guard).")
+    files = [e for e in entries if not e.is_dir()]
+    paths = [[p for p in e.filename.replace("\\", "/").split("/") if p] for e in files]
+    keep = [(e, p) for e, p in zip(files, paths) if p[0] != "__MACOSX" and not any(s.startswith(".") for s in p)]
+    roots = {p[0] for _, p in keep if len(p) == 3}
+    depth = 3 if keep and all(len(p) == 3 for _, p in keep) and len(roots) == 1 else 2
+    images = [(e, (p[-2], p[-1])) for e, p in keep if len(p) == depth and Path(p[-1]).suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise DataUnavailable("The gallery zip holds no images in <identity>/<image> folders.")
+    return images

@@ -1,0 +1,479 @@
+"""Forget me: a Gradio demo and audit tool for face-identity unlearning (a thin shell over unlearn_core).
+
+Run ``python app.py`` (127.0.0.1:7860; ``--host``/``--port`` or ``UNLEARN_HOST``/``UNLEARN_PORT``).
+Every setting below can be changed with an ``UNLEARN_*`` environment variable or a flag (``--help``).
+Uploads are read into memory and the uploaded file is deleted at once; each visitor's unlearned
+model lives in their session state only and is dropped when the session ends.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+import torch
+
+from unlearn_core import viz
+from unlearn_core.data import load_gallery, zip_gallery
+from unlearn_core.errors import InvalidParameter, UnlearnError
+from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me
+from unlearn_core.methods import list_methods, method_class
+from unlearn_core.privacy import format_privacy_table, privacy_audit
+from unlearn_core.pipeline import AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
+
+try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
+    import spaces
+
+    gpu = spaces.GPU(duration=180)
+except ImportError:
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+ROOT = Path(__file__).resolve().parent
+GALLERIES = {"LFW": "lfw", "ORL (Olivetti)": "olivetti", "Uploaded zip": "zip"}
+NO_GALLERY_HELP = (
+    "**No face gallery is available offline.** The app needs one to compare your face against. Either set "
+    "`SCIKIT_LEARN_DATA` to a folder holding scikit-learn's `lfw_home/` (LFW) or `olivetti_py3.pkz` and restart, "
+    "run once with internet access so scikit-learn can download LFW, or, in the Audit tab, upload a zip of "
+    "`<identity>/<image>` folders."
+)
+
+
+def _env(name: str, default: Any) -> Any:
+    value = os.environ.get(f"UNLEARN_{name.upper()}")
+    return default if value is None else type(default)(value)
+
+
+@dataclasses.dataclass
+class AppSettings:
+    """Defaults chosen for a quick demo on a CPU; raise them on a GPU."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    dataset: str = "lfw"
+    n_forget: int = 4
+    n_retain: int = 24
+    max_images: int = 20
+    distractors: int = 100
+    iterations: int = 40
+    concurrency: int = 1
+    queue_size: int = 16
+    session_ttl: int = 3600
+    warmup: bool = True
+
+    @classmethod
+    def from_env_and_args(cls, argv: list[str] | None = None) -> "AppSettings":
+        base = cls(**{f.name: _env(f.name, f.default) if f.type != "bool" else _env(f.name, int(f.default)) != 0
+                      for f in dataclasses.fields(cls)})
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        for f in dataclasses.fields(cls):
+            if f.type == "bool":
+                parser.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=getattr(base, f.name))
+            else:
+                parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=getattr(base, f.name))
+        return cls(**vars(parser.parse_args(argv)))
+
+    def workspace(self, **overrides: Any) -> WorkspaceConfig:
+        config = dict(dataset=self.dataset, n_forget=self.n_forget, seed=0, device="auto", train_from="auto",
+                      n_distractors=self.distractors, max_images_per_identity=self.max_images, n_retain=self.n_retain)
+        return WorkspaceConfig(**{**config, **overrides})
+
+
+SETTINGS = AppSettings()
+
+
+class WorkspacePool:
+    """Prepared workspaces shared by all sessions (read-only once built), a few kept (LRU)."""
+
+    def __init__(self, size: int = 3):
+        self.size = size
+        self._items: OrderedDict[str, Workspace] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, config: WorkspaceConfig, progress: Callable[[float, str], None] | None = None) -> Workspace:
+        key = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+        with self._lock:  # one build at a time; queued sessions then reuse it
+            if key not in self._items:
+                self._items[key] = Workspace(config, progress)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            self._items.move_to_end(key)
+            return self._items[key]
+
+
+POOL = WorkspacePool()
+
+
+def available_galleries() -> list[str]:
+    """The built-in galleries readable offline right now."""
+    found = []
+    for label, spec in GALLERIES.items():
+        if spec == "zip":
+            continue
+        try:
+            load_gallery(spec, download_if_missing=False)
+            found.append(label)
+        except UnlearnError:
+            pass
+    return found
+
+
+# -- uploads ----------------------------------------------------------------------------------
+def read_upload(upload: Any) -> bytes:
+    """The bytes of an upload (path from Gradio, or raw bytes); Gradio's temporary copy is deleted
+    right away so the photo never stays on disk."""
+    if upload is None:
+        raise InvalidParameter("Please upload a photo first.")
+    if isinstance(upload, (bytes, bytearray)):
+        return bytes(upload)
+    path = Path(getattr(upload, "path", None) or getattr(upload, "name", None) or upload)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise InvalidParameter("The uploaded file could not be read; please upload it again.") from None
+    discard_upload(path)
+    return data
+
+
+def discard_upload(path: Path) -> None:
+    """Delete a file Gradio stored for an upload (only inside Gradio's upload folder)."""
+    folder = Path(gr.utils.get_upload_folder()).resolve()
+    path = path.resolve()
+    if folder in path.parents:
+        path.unlink(missing_ok=True)
+        if path.parent != folder:
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
+
+
+def _progress(progress: gr.Progress | None) -> Callable[[float, str], None]:
+    if progress is None:
+        return lambda f, m: None
+    return lambda f, m: progress(min(max(f, 0.0), 1.0), desc=m)
+
+
+def _message(kind: str, text: str) -> str:
+    icon = {"error": "⚠️", "ok": "✅", "info": "ℹ️"}[kind]
+    return f"{icon} {text}"
+
+
+def download_link(content: str, filename: str, mime: str, label: str) -> str:
+    """A download link carrying its content as a data URI (nothing written on the server)."""
+    uri = f"data:{mime};base64," + base64.b64encode(content.encode()).decode()
+    return f'<a class="uc-download" download="{filename}" href="{uri}">{label}</a>'
+
+
+def _params(text: str | None) -> dict[str, Any]:
+    if not text or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidParameter(f"Parameters must be JSON, e.g. {{\"margin\": 0.3}} ({err.msg}).") from None
+    if not isinstance(value, dict):
+        raise InvalidParameter("Parameters must be a JSON object, e.g. {\"margin\": 0.3}.")
+    return value
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+            or not float(value).is_integer() or not low <= value <= high:
+        raise InvalidParameter(f"{name} must be a whole number between {low} and {high}, got {value!r}.")
+    return int(value)
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for _, p in model.named_trainable_parameters():
+        digest.update(p.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def release_session(state: dict | None) -> None:
+    """Drop a session's model and uploads' derived data (called when the session ends)."""
+    if state:
+        state.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -- forget me ------------------------------------------------------------------------------
+FM_OUTPUTS = ("status", "crop", "metrics", "bars", "before", "after", "privacy", "download")
+
+
+@gpu
+def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iterations: Any, take_largest: bool,
+                  params: str | None, state: dict | None, progress: gr.Progress | None = gr.Progress()) -> tuple:
+    """The "Forget me" button. Every user-facing problem becomes a message, never a crash."""
+    empty = ("", "", None, "", "", "", "")
+    try:
+        data = read_upload(portrait)
+        extra_data = [read_upload(e) for e in (extras or [])]
+        config = ForgetMeConfig(method=method, params=_params(params), iterations=_whole("iterations", iterations, 1, 5000),
+                                take_largest_face=bool(take_largest))
+        report_progress = _progress(progress)
+        report_progress(0.0, "preparing the gallery")
+        ws = POOL.get(SETTINGS.workspace(), report_progress)
+        started = time.perf_counter()
+        result = forget_me(ws, data, extra_data, config, report_progress)
+        wait = time.perf_counter() - started
+    except UnlearnError as err:
+        return (_message("error", str(err)), *empty, state)
+    report = {**result.report, "portrait_sha256": hashlib.sha256(data).hexdigest(), "model_sha256": _fingerprint(result.model)}
+    report["timing_s"]["total"] = round(wait, 3)
+    state = {"model": result.model, "report": report}
+    v, r = result.visitor, result.retain
+    crop = (f'<div class="uc-crop"><img src="{viz.image_uri(result.portrait.chip, 150)}" width="150" height="150">'
+            f"<br>The face we found and aligned</div>")
+    headers, rows = viz.metrics_table({"you": v["before"], "retain": r["before"]}, {"after": {"you": v["after"], "retain": r["after"]}},
+                                      sets=("you", "retain"))
+    bars = viz.before_after_bars({"your CS": (v["before"]["cs"], v["after"]["cs"]), "your mAP": (v["before"]["mAP"], v["after"]["mAP"]),
+                                  "retain mAP": (r["before"]["mAP"], r["after"]["mAP"])}, "You vs. everyone else")
+    before = viz.gallery_html(result.retrieval_before, "Before: who the model finds for your photos")
+    after = viz.gallery_html(result.retrieval_after, "After unlearning")
+    privacy = forget_me_privacy_text(result.mia)
+    notes = "".join(f"\n- {n}" for n in result.notes)
+    status = _message("ok", f"Done in {wait:.1f} s on {report['device']}: {config.method}, {report['iterations_run']} steps. "
+                            f"Your photos were used in memory only and discarded.{notes}")
+    html_report = viz.html_report("Forget me: report", report, [bars], [crop, viz.table_html(headers, rows), before, after])
+    download = (download_link(viz.to_json(report), "forget-me-report.json", "application/json", "Download report (JSON)") + " · "
+                + download_link(html_report, "forget-me-report.html", "text/html", "Download report (HTML)"))
+    return status, crop, viz.table_html(headers, rows), bars, before, after, privacy, download, state
+
+
+def forget_me_privacy_text(mia: dict | None) -> str:
+    if not mia:
+        return "Membership inference: not available in this build."
+    b, a = mia["before"], mia["after"]
+    lines = [f"**Membership inference ({mia['attack']}):** {mia['verdict']}.",
+             f"- How tightly your photos cluster: {b['score']:.3f} before, {a['score']:.3f} after "
+             f"(member threshold {a['threshold']:.3f}; 95% of held-out faces score above {a['nonmember_p05']:.3f}).",
+             "- A tight cluster is what training leaves behind; after forgetting, your photos should cluster like a stranger's, no less."]
+    if mia["streisand"]:
+        lines.append("- ⚠️ Streisand warning: your photos now cluster *less* than unseen faces do, which itself reveals the removal.")
+    return "\n".join(lines)
+
+
+def audit_privacy_text(runs: dict[str, dict]) -> str:
+    audited = {m: r["privacy"] for m, r in runs.items() if r.get("privacy")}
+    if not audited:
+        return "Privacy audit: tick \"Compare with the retrain reference\" to run the membership-inference attacks."
+    parts = ["**Privacy audit** (each cell: unlearned | retrain). *AUC mem/non*: how well the attack tells training from held-out "
+             "images; *forget->member*: share of forgotten images still called members; *AUC forget/held*: forgotten vs held-out "
+             "images of the same people (0.5 = like retrain; well below 0.5 = Streisand); *TPR@0.1%FPR*: hits at a strict false-alarm rate."]
+    for method, privacy in audited.items():
+        flag = privacy["streisand"]
+        parts.append(f"**{method}**" + (f" ⚠️ Streisand flag: {'; '.join(flag['reasons'])}" if flag["flag"] else " (no Streisand flag)")
+                     + f"\n```\n{format_privacy_table(privacy)}\n```")
+    return "\n\n".join(parts)
+
+
+def session_info(state: dict | None) -> dict:
+    """What this session holds (hashes only): lets tests check that sessions are isolated."""
+    if not state:
+        return {"empty": True}
+    report = state["report"]
+    return {"empty": False, "portrait_sha256": report.get("portrait_sha256"), "model_sha256": report.get("model_sha256"),
+            "method": report.get("method"), "flow": report.get("flow")}
+
+
+# -- audit ----------------------------------------------------------------------------------
+@gpu
+def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, seed: Any,
+              methods: list[str] | None, iterations: Any, params: str | None, one_shot: bool, with_retrain: bool,
+              projections: list[str] | None, state: dict | None, progress: gr.Progress | None = gr.Progress()) -> tuple:
+    """The "Run audit" button: one workspace, each chosen method, compared side by side."""
+    empty = ("", None, None, None, "", "", "")
+    try:
+        spec = GALLERIES.get(gallery)
+        if spec is None:
+            raise InvalidParameter(f"Choose a gallery: {list(GALLERIES)}.")
+        methods = list(methods or [])
+        if not methods:
+            raise InvalidParameter("Choose at least one method.")
+        for m in methods:
+            method_class(m)
+        per_method = _params(params)
+        flat = per_method and not all(isinstance(v, dict) and k in methods for k, v in per_method.items())
+        projections = [{"t-SNE": "tsne", "UMAP": "umap"}.get(p, p) for p in (projections or [])]
+        names = [n.strip() for n in (forget_names or "").split(",") if n.strip()]
+        config = SETTINGS.workspace(
+            dataset=spec, n_forget=_whole("identities to forget", n_forget, 1, 100), seed=_whole("seed", seed, 0, 2**31 - 1),
+            n_retain=_whole("retain identities", n_retain, 2, 1000), forget_ids=names or None)
+        iters = _whole("iterations", iterations, 1, 100_000)
+        audit_configs = [AuditConfig(m, per_method if flat else per_method.get(m, {}), iters, bool(one_shot), config) for m in methods]
+        for c in audit_configs:  # validate every parameter before any work
+            method_class(c.method)(**c.params)
+        report_progress = _progress(progress)
+        report_progress(0.0, "preparing the gallery")
+        if spec == "zip":
+            upload = read_upload(zip_file) if zip_file is not None else None
+            if upload is None:
+                raise InvalidParameter("Upload a zip of <identity>/<image> folders, or pick LFW or ORL.")
+            with zip_gallery(upload) as folder_gallery:
+                ws = Workspace(config, report_progress, gallery=folder_gallery)
+        else:
+            ws = POOL.get(config, report_progress)
+        report, models = _audit(ws, audit_configs, with_retrain, report_progress)
+        report_progress(0.9, "drawing the maps")
+        maps = viz.audit_maps(ws, models, projections, seed=config.seed) if projections else {}
+    except UnlearnError as err:
+        return (_message("error", str(err)), *empty, state)
+    headers, rows = viz.metrics_table(report["before"], {m: report["runs"][m]["after"] for m in methods}, report.get("retrain"))
+    table = viz.table_html(headers, rows)
+    galleries = viz.gallery_html(viz.workspace_top_k(ws, ws.original), "Before") + "".join(
+        viz.gallery_html(viz.workspace_top_k(ws, models[m]), f"After {m}") for m in methods)
+    roc = viz.roc_figure({m: r["privacy"] for m, r in report["runs"].items() if r.get("privacy")}, include="forget_vs_heldout")
+    privacy = audit_privacy_text(report["runs"])
+    figures = [f for f in (maps.get("tsne"), maps.get("umap"), roc) if f is not None]
+    html_report = viz.html_report("Unlearning audit", report, figures, [table, galleries])
+    download = (download_link(viz.to_json(report), "audit-report.json", "application/json", "Download report (JSON)") + " · "
+                + download_link(html_report, "audit-report.html", "text/html", "Download report (HTML)"))
+    timing = ", ".join(f"{m} {report['runs'][m]['timing_s']['unlearn']:.1f} s" for m in methods)
+    status = _message("ok", f"Audit of {len(report['forget_identities'])} identities on {report['dataset']} ({report['device']}): {timing}.")
+    state = {"report": {**report, "flow": "audit"}, "models": {m: _fingerprint(models[m]) for m in methods}}
+    return status, table, maps.get("tsne"), maps.get("umap"), roc, galleries, privacy, download, state
+
+
+def _audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool,
+           progress: Callable[[float, str], None]) -> tuple[dict, dict]:
+    before = baseline(ws)
+    report: dict[str, Any] = {
+        "dataset": ws.gallery.name, "device": device_name(ws.device), "backbone": ws.backbone.name,
+        "train_from": ws.backbone.stage_names[ws.start], "seed": ws.config.seed,
+        "forget_identities": ws.identity_names(ws.forget_classes), "n_retain_identities": len(ws.split.retain_ids),
+        "n_images": {p: len(d) for p, d in ws.data.items()}, "before": before, "runs": {},
+        "workspace": dataclasses.asdict(ws.config),
+    }
+    models: dict[str, Any] = {"before": ws.original}
+    if with_retrain:
+        progress(0.1, "training the retrain reference (cached afterwards)")
+        report["retrain"] = ws.evaluate(ws.retrain_model(progress))
+    for i, config in enumerate(configs):
+        step = lambda f, m, i=i: progress(0.15 + 0.7 * (i + f) / len(configs), m)
+        model, result = run_method(ws, config, step)
+        if with_retrain:
+            progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}")
+            result["privacy"] = privacy_audit(ws, model)
+        models[config.method] = model
+        report["runs"][config.method] = result
+    return report, models
+
+
+# -- layout ---------------------------------------------------------------------------------
+def method_help() -> str:
+    lines = []
+    for name in list_methods():
+        cls = method_class(name)
+        params = ", ".join(f"`{p}`={spec['default']}" for p, spec in cls.parameters().items())
+        lines.append(f"- **{name}**: {cls.summary}. Parameters: {params}")
+    return "\n".join(lines)
+
+
+def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
+    galleries = available_galleries()
+    device = device_name(resolve_device("auto"))
+    with gr.Blocks(title="Forget me: face-identity unlearning", delete_cache=(600, 1800)) as demo:
+        gr.Markdown("# Forget me\nAsk a face-retrieval model to forget your face, then check whether it did. "
+                    f"Running on **{device}**. Photos are processed in memory and discarded; nothing is shared between visitors.")
+        if settings.dataset not in [GALLERIES[g] for g in galleries]:
+            gr.Markdown(NO_GALLERY_HELP, elem_id="no-gallery")
+        state = gr.State(None, time_to_live=settings.session_ttl, delete_callback=release_session)
+        with gr.Tab("Forget me"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    portrait = gr.Image(label="Your portrait (one face)", type="filepath", image_mode=None,
+                                        sources=["upload", "webcam"], elem_id="portrait")
+                    extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}; used only to test the result)",
+                                     file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
+                    fm_method = gr.Dropdown(list_methods(), value="dispersion" if "dispersion" in list_methods() else list_methods()[0],
+                                            label="Method")
+                    fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
+                    fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
+                    fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
+                    fm_button = gr.Button("Forget me", variant="primary", elem_id="forget-button")
+                with gr.Column(scale=2):
+                    fm_status = gr.Markdown(elem_id="fm-status")
+                    with gr.Row():
+                        fm_crop = gr.HTML(elem_id="fm-crop")
+                        fm_bars = gr.Plot(label="Compactness and retrieval", elem_id="fm-bars")
+                    fm_metrics = gr.HTML(elem_id="fm-metrics")
+                    fm_before = gr.HTML(elem_id="fm-before")
+                    fm_after = gr.HTML(elem_id="fm-after")
+                    fm_privacy = gr.Markdown(elem_id="fm-privacy")
+                    fm_download = gr.HTML(elem_id="fm-download")
+        with gr.Tab("Audit"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    choices = galleries + ["Uploaded zip"]
+                    au_gallery = gr.Radio(choices, value=choices[0], label="Gallery")
+                    au_zip = gr.File(label="Gallery zip (<identity>/<image> folders)", file_types=[".zip"], type="filepath")
+                    au_names = gr.Textbox(label="Identities to forget (comma-separated; empty = random by seed)")
+                    au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
+                    au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")
+                    au_seed = gr.Number(0, precision=0, label="Seed")
+                    au_methods = gr.CheckboxGroup(list_methods(), value=list_methods()[:1], label="Methods")
+                    au_iterations = gr.Slider(1, 2000, value=settings.iterations, step=1, label="Iterations")
+                    au_params = gr.Textbox(label="Parameters (JSON: one object for all methods, or {method: {...}})", placeholder='{"margin": 0.2}')
+                    au_one_shot = gr.Checkbox(False, label="One-shot (one support image per identity)")
+                    au_retrain = gr.Checkbox(True, label="Compare with the retrain reference")
+                    au_proj = gr.CheckboxGroup(["t-SNE", "UMAP"], value=["t-SNE", "UMAP"], label="Embedding maps")
+                    au_button = gr.Button("Run audit", variant="primary", elem_id="audit-button")
+                    with gr.Accordion("Methods", open=False):
+                        gr.Markdown(method_help())
+                with gr.Column(scale=2):
+                    au_status = gr.Markdown(elem_id="au-status")
+                    au_table = gr.HTML(elem_id="au-table")
+                    au_tsne = gr.Plot(label="t-SNE", elem_id="au-tsne")
+                    au_umap = gr.Plot(label="UMAP", elem_id="au-umap")
+                    au_roc = gr.Plot(label="Attack ROC", elem_id="au-roc")
+                    au_galleries = gr.HTML(elem_id="au-galleries")
+                    au_privacy = gr.Markdown(elem_id="au-privacy")
+                    au_download = gr.HTML(elem_id="au-download")
+        info = gr.JSON(visible=False)
+        fm_button.click(run_forget_me, [portrait, extras, fm_method, fm_iterations, fm_largest, fm_params, state],
+                        [fm_status, fm_crop, fm_metrics, fm_bars, fm_before, fm_after, fm_privacy, fm_download, state],
+                        api_name="forget_me")
+        au_button.click(run_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_seed, au_methods, au_iterations,
+                                    au_params, au_one_shot, au_retrain, au_proj, state],
+                        [au_status, au_table, au_tsne, au_umap, au_roc, au_galleries, au_privacy, au_download, state],
+                        api_name="audit")
+        gr.Button(visible=False).click(session_info, [state], [info], api_name="session_info")
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    return demo
+
+
+def warm_up(settings: AppSettings) -> None:
+    """Prepare the default workspace in the background so the first visitor waits less."""
+    def build() -> None:
+        try:
+            POOL.get(settings.workspace())
+        except UnlearnError as err:
+            print(f"[app] default gallery not ready: {err}")
+    threading.Thread(target=build, daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    global SETTINGS
+    SETTINGS = AppSettings.from_env_and_args(argv)
+    demo = build_demo(SETTINGS)
+    if SETTINGS.warmup:
+        warm_up(SETTINGS)
+    demo.launch(server_name=SETTINGS.host, server_port=SETTINGS.port, share=False, show_error=False,
+                css_paths=[ROOT / "assets" / "app.css"], max_file_size="25mb")
+
+
+if __name__ == "__main__":
+    main()

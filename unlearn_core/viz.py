@@ -1,0 +1,333 @@
+"""Views of an unlearning run: embedding maps, top-k retrieval galleries, the attack ROC, the
+metrics table, and a self-contained HTML report. Pure functions of embeddings, chips and report
+dicts; no UI code. Images are inlined as data URIs, so nothing here writes to disk.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+from .errors import InvalidParameter
+
+METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."))
+SETS = ("forget", "forget_extended", "retain")
+PROJECTIONS = ("tsne", "umap")
+FORGET_COLOUR, CORRECT_COLOUR, WRONG_COLOUR = "#d62728", "#2ca02c", "#d62728"
+
+
+# -- embedding maps ---------------------------------------------------------------------------
+def project(points: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """2-D map of L2-normalised rows with t-SNE (sklearn) or UMAP (umap-learn), cosine metric."""
+    if method not in PROJECTIONS:
+        raise InvalidParameter(f"projection must be one of {PROJECTIONS}, got {method!r}")
+    n = len(points)
+    if n < 5:
+        raise InvalidParameter(f"an embedding map needs at least 5 points, got {n}")
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(2, metric="cosine", init="pca", perplexity=min(30.0, (n - 1) / 3), random_state=seed).fit_transform(points)
+    import umap
+
+    return umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, n - 1), random_state=seed).fit_transform(points)
+
+
+def embedding_map(panels: dict[str, np.ndarray], labels: np.ndarray, names: Sequence[str], forget: Iterable[int],
+                  method: str = "tsne", seed: int = 0) -> go.Figure:
+    """Side-by-side panels (e.g. before / after one or more methods) of the same images, fitted
+    as one map so every panel shares the same axes and is comparable.
+
+    ``panels``: title -> (n, d) embeddings of the same n images under one model; ``labels`` index
+    ``names``; identities in ``forget`` are drawn as large outlined stars.
+    """
+    shapes = {x.shape for x in panels.values()}
+    if not panels or len(shapes) != 1 or len(labels) != next(iter(shapes))[0]:
+        raise InvalidParameter("every panel must embed the same images, one label per image")
+    n = len(labels)
+    xy = project(np.concatenate(list(panels.values())), method, seed)
+    forget = set(int(c) for c in forget)
+    title = {"tsne": "t-SNE", "umap": "UMAP"}[method]
+    fig = make_subplots(1, len(panels), subplot_titles=[f"{title}: {t}" for t in panels], horizontal_spacing=0.04)
+    palette = _palette(len(names))
+    for c in np.unique(labels):
+        mask = labels == c
+        is_forget = int(c) in forget
+        name = f"{names[c]} (forget)" if is_forget else names[c]
+        for col in range(len(panels)):
+            pts = xy[col * n:(col + 1) * n][mask]
+            fig.add_trace(go.Scatter(
+                x=pts[:, 0], y=pts[:, 1], mode="markers", name=name, legendgroup=name, showlegend=col == 0,
+                marker=dict(size=11 if is_forget else 6, color=palette[int(c) % len(palette)], symbol="star" if is_forget else "circle",
+                            line=dict(width=1.5 if is_forget else 0, color="black"), opacity=1.0 if is_forget else 0.55),
+                hovertemplate=f"{html.escape(name)}<extra></extra>"), row=1, col=col + 1)
+    fig.update_xaxes(showticklabels=False, matches="x")
+    fig.update_yaxes(showticklabels=False, matches="y")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font=dict(size=10)))
+    return fig
+
+
+def _palette(n: int) -> list[str]:
+    import plotly.express as px
+
+    base = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+    return [base[i % len(base)] for i in range(max(n, 1))]
+
+
+# -- top-k retrieval --------------------------------------------------------------------------
+@dataclass
+class Hit:
+    chip: np.ndarray
+    similarity: float
+    correct: bool
+    name: str
+
+
+@dataclass
+class RetrievalRow:
+    query_chip: np.ndarray
+    query_name: str
+    hits: list[Hit]
+
+
+def top_k(query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, gallery: np.ndarray,
+          gallery_labels: np.ndarray, gallery_ids: np.ndarray, query_chips: np.ndarray, gallery_chips: np.ndarray,
+          names: Sequence[str], k: int = 5) -> list[RetrievalRow]:
+    """The ``k`` most similar gallery images for each query (cosine), the query's own image
+    excluded; a hit is correct when it shows the query's identity. Label -1 = an unnamed distractor."""
+    if not 1 <= k <= 50:
+        raise InvalidParameter(f"k must be between 1 and 50, got {k}")
+    sims = _unit(query) @ _unit(gallery).T
+    sims[query_ids[:, None] == gallery_ids[None, :]] = -np.inf
+    rows = []
+    for q, sim in enumerate(sims):
+        order = [j for j in np.argsort(-sim, kind="stable")[:k] if np.isfinite(sim[j])]
+        hits = [Hit(gallery_chips[j], float(sim[j]), bool(gallery_labels[j] == query_labels[q]),
+                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for j in order]
+        rows.append(RetrievalRow(query_chips[q], names[query_labels[q]], hits))
+    return rows
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def image_uri(chip: np.ndarray, size: int = 96) -> str:
+    """A small JPEG data URI of an RGB chip (kept in memory)."""
+    image = Image.fromarray(np.asarray(chip, dtype=np.uint8)).resize((size, size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def gallery_html(rows: Sequence[RetrievalRow], title: str) -> str:
+    """A retrieval gallery as HTML: one row per query, hits outlined green (same person) or red."""
+    parts = [f'<div class="uc-gallery"><h4>{html.escape(title)}</h4>']
+    for row in rows:
+        parts.append('<div class="uc-row">')
+        parts.append(_tile(row.query_chip, f"query: {row.query_name}", "#555", "uc-query"))
+        for rank, hit in enumerate(row.hits, 1):
+            mark = "✓" if hit.correct else "✗"
+            colour = CORRECT_COLOUR if hit.correct else WRONG_COLOUR
+            label = f"#{rank} {hit.similarity:.2f} {mark}<br>{hit.name}"
+            parts.append(_tile(hit.chip, label, colour, "uc-hit uc-correct" if hit.correct else "uc-hit uc-wrong"))
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _tile(chip: np.ndarray, label: str, colour: str, cls: str) -> str:
+    caption = "<br>".join(html.escape(p) for p in label.split("<br>"))
+    return (f'<figure class="{cls}" style="display:inline-block;margin:2px;text-align:center;font-size:11px;width:100px">'
+            f'<img src="{image_uri(chip)}" width="96" height="96" style="border:3px solid {colour};border-radius:4px">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+# -- privacy ----------------------------------------------------------------------------------
+def roc_curves(privacy: Any, include: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Every ROC curve found in a privacy block: any dict holding ``fpr`` and ``tpr`` arrays of
+    equal length, however deeply nested; the curve is named by its path of keys (``roc`` keys
+    left out). ``include`` keeps only curves whose path contains that key."""
+    found: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            fpr, tpr = node.get("fpr"), node.get("tpr")
+            if _is_numeric_list(fpr) and _is_numeric_list(tpr) and len(fpr) == len(tpr) and len(fpr) >= 2:
+                if include is None or include in path:
+                    named = [p for p in path if p != "roc"]
+                    found.append((" / ".join(named) or "attack", np.asarray(fpr, float), np.asarray(tpr, float)))
+            for key, value in node.items():
+                if key not in ("fpr", "tpr"):
+                    walk(value, path + (str(key),))
+        elif isinstance(node, (list, tuple)) and node and isinstance(node[0], dict):
+            for i, value in enumerate(node):
+                walk(value, path + (str(value.get("name", i)),))
+
+    walk(privacy, ())
+    return found
+
+
+def _is_numeric_list(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1 and np.issubdtype(value.dtype, np.number)
+    return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def roc_figure(privacy: Any, include: str | None = None) -> go.Figure | None:
+    """Attack ROC curves on log-log axes (chance = diagonal); ``None`` if the block holds none."""
+    curves = roc_curves(privacy, include) if privacy else []
+    if not curves:
+        return None
+    positive = [v for _, f, t in curves for v in np.concatenate([f, t]) if np.isfinite(v) and v > 0]
+    floor = max(min(positive, default=1e-4), 1e-6)
+    fig = go.Figure()
+    for name, fpr, tpr in curves:
+        keep = np.isfinite(fpr) & np.isfinite(tpr)
+        fig.add_trace(go.Scatter(x=np.clip(fpr[keep], floor, 1), y=np.clip(tpr[keep], floor, 1), mode="lines", name=name))
+    fig.add_trace(go.Scatter(x=[floor, 1], y=[floor, 1], mode="lines", name="chance", line=dict(dash="dash", color="grey")))
+    fig.update_xaxes(type="log", title="false positive rate", range=[math.log10(floor), 0])
+    fig.update_yaxes(type="log", title="true positive rate", range=[math.log10(floor), 0])
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), title="Membership-inference attack ROC (log-log)")
+    return fig
+
+
+# -- metrics ----------------------------------------------------------------------------------
+def metrics_table(before: dict, afters: dict[str, dict], retrain: dict | None = None,
+                  sets: Sequence[str] = SETS) -> tuple[list[str], list[list[Any]]]:
+    """Side-by-side rows of ``evaluate()``-style dicts: set, metric, before, [retrain,] then for
+    each run in ``afters`` its value and its delta to before (and to retrain, when given)."""
+    headers = ["set", "metric", "before"] + (["retrain"] if retrain else [])
+    for name in afters:
+        headers += [name, f"Δ {name} − before"] + ([f"Δ {name} − retrain"] if retrain else [])
+    rows = []
+    for part in sets:
+        if part not in before or any(part not in a for a in afters.values()):
+            continue
+        for key, label in METRICS:
+            b = before[part].get(key)
+            if b is None:
+                continue
+            r = retrain.get(part, {}).get(key) if retrain else None
+            row = [part, label, _round(b)] + ([_round(r)] if retrain else [])
+            for after in afters.values():
+                a = after[part].get(key)
+                row += [_round(a), _delta(a, b)] + ([_delta(a, r)] if retrain else [])
+            rows.append(row)
+    return headers, rows
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else _round(a - b)
+
+
+def before_after_bars(values: dict[str, tuple[float, float]], title: str) -> go.Figure:
+    """Grouped bars of (before, after) pairs, one group per label."""
+    labels = list(values)
+    fig = go.Figure([go.Bar(name=when, x=labels, y=[values[l][i] for l in labels], text=[f"{values[l][i]:.2f}" for l in labels])
+                     for i, when in enumerate(("before", "after"))])
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=40, b=10), title=title, yaxis=dict(range=[-0.2, 1.05]))
+    return fig
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="uc-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+# -- report -----------------------------------------------------------------------------------
+def to_json(report: dict) -> str:
+    """The report as JSON (numpy values converted; NaN written as null)."""
+    return json.dumps(_plain(report), indent=2, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def html_report(title: str, report: dict, figures: Sequence[go.Figure] = (), fragments: Sequence[str] = ()) -> str:
+    """One self-contained HTML page: plotly.js inlined once, figures, HTML fragments (tables,
+    galleries with data-URI images) and the JSON report at the end."""
+    plots = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False}) for i, fig in enumerate(figures)]
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>" + "".join(fragments) + "".join(f"<div class='uc-plot'>{p}</div>" for p in plots)
+        + f"<h2>Report (JSON)</h2><pre>{html.escape(to_json(report))}</pre></body></html>"
+    )
+
+
+REPORT_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+    ".uc-table{border-collapse:collapse}.uc-table td,.uc-table th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    ".uc-row{white-space:nowrap;overflow-x:auto}pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
+)
+
+
+def audit_points(ws: Any, n_retain_identities: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(part, row) pairs of the images to map: every forget identity's images and those of
+    ``n_retain_identities`` retain identities drawn by seed (train and test images)."""
+    rng = np.random.default_rng(seed)
+    retain_classes = np.setdiff1d(np.arange(len(ws.classes)), ws.forget_classes)
+    keep = set(ws.forget_classes) | set(rng.permutation(retain_classes)[:n_retain_identities].tolist())
+    parts, rows = [], []
+    for part in ("forget_train", "forget_test", "retain_train", "retain_test"):
+        labels = ws.data[part].labels.cpu().numpy()
+        idx = np.flatnonzero(np.isin(labels, list(keep)))
+        parts += [part] * len(idx)
+        rows += idx.tolist()
+    return np.array(parts), np.array(rows, dtype=np.int64)
+
+
+def audit_maps(ws: Any, models: dict[str, Any], projections: Sequence[str] = PROJECTIONS,
+               n_retain_identities: int = 8, seed: int = 0) -> dict[str, go.Figure]:
+    """One figure per projection, one panel per model (e.g. "before" and each method), all of
+    the same forget + sampled retain images."""
+    parts, rows = audit_points(ws, n_retain_identities, seed)
+    panels = {}
+    for title, model in models.items():
+        per_part = {p: ws.embed(model, p) for p in np.unique(parts)}
+        panels[title] = np.stack([per_part[p][r] for p, r in zip(parts, rows)])
+    labels = np.array([int(ws.data[p].labels[r]) for p, r in zip(parts, rows)])
+    names = ws.identity_names(range(len(ws.classes)))
+    return {m: embedding_map(panels, labels, names, ws.forget_classes, m, seed) for m in projections}
+
+
+def workspace_top_k(ws: Any, model: Any, n_queries: int = 3, k: int = 5) -> list[RetrievalRow]:
+    """Top-k rows for one test image of each of the first ``n_queries`` forget identities,
+    against the workspace's test gallery (forget + retain test images and distractors)."""
+    parts = ("forget_test", "retain_test", "distractors")
+    emb = {p: ws.embed(model, p) for p in parts}
+    lab = {p: ws.data[p].labels.cpu().numpy() for p in parts}
+    first = [int(np.flatnonzero(lab["forget_test"] == c)[0]) for c in ws.forget_classes[:n_queries] if (lab["forget_test"] == c).any()]
+    q = ws.data["forget_test"]
+    return top_k(emb["forget_test"][first], lab["forget_test"][first], q.image_ids[first],
+                 np.concatenate([emb[p] for p in parts]), np.concatenate([lab[p] for p in parts]),
+                 np.concatenate([ws.data[p].image_ids for p in parts]), q.chips[first],
+                 np.concatenate([ws.data[p].chips for p in parts]), ws.identity_names(range(len(ws.classes))), k)
