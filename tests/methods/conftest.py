@@ -21,6 +21,7 @@ import torch
 
 from unlearn_core.errors import InvalidParameter
 from unlearn_core.methods import Budget, UnlearningMethod, UnlearnRequest, create_method
+from unlearn_core.methods.base import head_accuracy
 from unlearn_core.model import FaceModel
 from unlearn_core.pipeline import Workspace
 
@@ -51,7 +52,7 @@ class MethodRun:
     progress: list[tuple[float, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        keys = ("mAP", "cs", "centroid_acc")
+        keys = ("mAP", "cs", "centroid_acc", "head_acc")
         return " ".join(f"{p}.{k} {self.before[p][k]:.3f}->{self.after[p][k]:.3f}" for p in ("forget", "retain") for k in keys)
 
 
@@ -62,11 +63,19 @@ class MethodAudit:
         self.ws = ws
         self._before: dict[str, dict[str, float]] | None = None
 
+    def evaluate(self, model: FaceModel) -> dict[str, dict[str, float]]:
+        """``Workspace.evaluate`` plus ``head_acc``: the identity head's accuracy on the test images
+        (forgetting in the classification sense, where centroid accuracy may not move)."""
+        result = self.ws.evaluate(model)
+        for part in ("forget", "retain"):
+            result[part]["head_acc"] = head_accuracy(model, self.ws.data[f"{part}_test"])
+        return result
+
     @property
     def before(self) -> dict[str, dict[str, float]]:
         """Metrics of the original model (computed once)."""
         if self._before is None:
-            self._before = self.ws.evaluate(self.ws.original)
+            self._before = self.evaluate(self.ws.original)
         return self._before
 
     def unlearn(self, name: str, iterations: int | None = None, one_shot: bool = False, seed: int = 0,
@@ -99,13 +108,18 @@ class MethodAudit:
     def run(self, name: str, iterations: int | None = None, one_shot: bool = False, seed: int = 0, **params: Any) -> MethodRun:
         """Unlearn (with the contract checks) and evaluate the result."""
         method, model, received, progress = self.unlearn(name, iterations, one_shot, seed, **params)
-        return MethodRun(method, model, received, self.before, self.ws.evaluate(model), progress)
+        return MethodRun(method, model, received, self.before, self.evaluate(model), progress)
 
     def assert_deterministic(self, name: str, iterations: int = 2, one_shot: bool = False, **params: Any) -> None:
         """Same seed, same model, bit for bit."""
         first = self.unlearn(name, iterations, one_shot, seed=3, **params)[1]
         second = self.unlearn(name, iterations, one_shot, seed=3, **params)[1]
         assert_same_state(second, state_snapshot(first))
+
+    @staticmethod
+    def assert_same_model(model: FaceModel, other: FaceModel) -> None:
+        """Bit-identical state dicts."""
+        assert_same_state(model, state_snapshot(other))
 
     @staticmethod
     def assert_rejects(name: str, **bad: Any) -> None:

@@ -170,6 +170,7 @@ class IterativeMethod(UnlearningMethod):
     stop_cs: float | None = param(None, -1.0, 1.0, "stop once forget-train compactness <= this", optional=True)
     check_every: int = param(10, 1, 10_000, "steps between early-stopping checks")
     saliency: float | None = param(None, 0.01, 1.0, "SalUn: update only this fraction of weights (largest forget-loss gradients)", optional=True)
+    clip_norm: float | None = param(None, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
 
     def _optimiser(self, model: FaceModel) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.trainable_parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
@@ -210,6 +211,8 @@ class IterativeMethod(UnlearningMethod):
             loss.backward()
             if mask is not None:
                 apply_mask(model, mask)
+            if self.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), self.clip_norm)
             optimiser.step()
             self.after_step(model)
             self.loss_history_.append(float(loss.detach()))

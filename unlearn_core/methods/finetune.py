@@ -1,7 +1,9 @@
 """Fine-tune (catastrophic forgetting, Golatkar et al. 2020; S4's "Finetune" baseline).
 
-Continue the original CosFace recipe (lr 1e-4, momentum 0.9, weight decay 5e-4, PK batches with
-flips) on the retained identities only, from the original model. The forget images are never
+Continue the original CosFace recipe (lr 1e-4, momentum 0.9, weight decay 5e-4, gradient-norm
+clipping at 5, PK batches with flips) on the retained identities only, from the original model.
+The clipping matters on this batch-norm-free network: without it, 10 steps raised the retained
+identities' compactness from 0.72 to 0.97 (all embeddings drift together) on the small LFW protocol. The forget images are never
 read: forgetting can only come from drift, so the forget identities' head rows and clusters are
 left to decay on their own.
 """
@@ -26,6 +28,7 @@ class Finetune(IterativeMethod):
     iterations: int = param(100, 1, 100_000, "optimisation steps")
     momentum: float = param(0.9, 0.0, 0.999, "SGD momentum")
     weight_decay: float = param(5e-4, 0.0, 1.0, "SGD weight decay")
+    clip_norm: float | None = param(5.0, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
 
     def sample(self, request: UnlearnRequest, generator: torch.Generator) -> Batch:
         retain = request.retain
