@@ -65,6 +65,8 @@ class AppSettings:
     n_retain: int = 24
     max_images: int = 20
     distractors: int = 100
+    device: str = "auto"
+    train_from: str = "auto"
     iterations: int = 40
     concurrency: int = 1
     queue_size: int = 16
@@ -84,7 +86,7 @@ class AppSettings:
         return cls(**vars(parser.parse_args(argv)))
 
     def workspace(self, **overrides: Any) -> WorkspaceConfig:
-        config = dict(dataset=self.dataset, n_forget=self.n_forget, seed=0, device="auto", train_from="auto",
+        config = dict(dataset=self.dataset, n_forget=self.n_forget, seed=0, device=self.device, train_from=self.train_from,
                       n_distractors=self.distractors, max_images_per_identity=self.max_images, n_retain=self.n_retain)
         return WorkspaceConfig(**{**config, **overrides})
 
@@ -100,8 +102,17 @@ class WorkspacePool:
         self._items: OrderedDict[str, Workspace] = OrderedDict()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(config: WorkspaceConfig) -> str:
+        return json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+
+    def add(self, ws: Workspace) -> None:
+        """Offer an already prepared workspace (e.g. built by a test fixture)."""
+        with self._lock:
+            self._items[self._key(ws.config)] = ws
+
     def get(self, config: WorkspaceConfig, progress: Callable[[float, str], None] | None = None) -> Workspace:
-        key = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+        key = self._key(config)
         with self._lock:  # one build at a time; queued sessions then reuse it
             if key not in self._items:
                 self._items[key] = Workspace(config, progress)
