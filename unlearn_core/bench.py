@@ -1,0 +1,281 @@
+"""``bench``: every registered method on the same forget sets, tabulated like S0 Tables 1-2 and
+S2 Tables 1-4.
+
+One ``Workspace`` per seed (each seed samples a different forget set, as S0 §5.3 averages over
+three forget sets); on it the original model is evaluated, then every method runs through
+``run_method`` in the standard setting (full forget set) and, when it can work from a support
+sample, in the one-shot setting (one image per forget identity, S2 §3). ``retrain`` (when
+registered) is the reference: the speed-up column is its unlearning time over each method's, and
+ToW (S2 Eq. 7) compares each method's mAP with its mAP.
+
+Choices: numbers are mean ± sample standard deviation (ddof=1) over seeds, the mean alone for one
+seed; mAP, R@1, centroid accuracy and ToW are in percent. Our ToW multiplies two factors, forget and
+retain test mAP, since the benchmark has no third (downstream test) set. A method that raises is
+recorded with its error and the benchmark goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .errors import InvalidParameter
+from .methods import create_method, list_methods, method_class
+from .pipeline import PARTS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
+
+DEFAULT_ITERATIONS = 200
+"""Iteration cap for every method unless overridden below (the papers use up to 1000)."""
+
+ITERATION_OVERRIDES: dict[str, int | None] = {"retrain": None}
+"""Per-method caps replacing ``--iterations``; ``None`` = the method's own default (no cap).
+``retrain`` is the reference and must train to completion."""
+
+REFERENCE = "retrain"
+SETTINGS = ("standard", "one_shot")
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark. ``workspace`` is the template; each seed replaces its ``seed``."""
+
+    methods: list[str] = field(default_factory=list)
+    """Methods to compare (empty: all registered). ``retrain`` runs as the reference when registered."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    iterations: int | None = DEFAULT_ITERATIONS
+    overrides: dict[str, int | None] = field(default_factory=lambda: dict(ITERATION_OVERRIDES))
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise InvalidParameter("bench needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise InvalidParameter(f"seeds must be distinct, got {self.seeds}")
+        if self.iterations is not None and self.iterations < 1:
+            raise InvalidParameter(f"iterations must be >= 1, got {self.iterations}")
+        for name in self.methods:
+            method_class(name)  # unknown names fail here, before any expensive work
+
+    def method_names(self) -> list[str]:
+        """The reference first (when registered), then the requested methods."""
+        names = [n for n in (self.methods or list_methods()) if n != REFERENCE]
+        return ([REFERENCE] if REFERENCE in list_methods() else []) + names
+
+    def cap(self, name: str) -> int | None:
+        return self.overrides[name] if name in self.overrides else self.iterations
+
+
+def one_shot_skip_reason(needs: frozenset[str]) -> str | None:
+    """Why a method with these data needs cannot run from a support sample (None: it can)."""
+    if "support" not in needs:
+        return "reads the full forget set, not a support sample"
+    extra = sorted(needs & {"retain", "test"})
+    if extra:
+        return f"needs {' and '.join(extra)} data, which the one-shot setting does not have"
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores and software versions, for the table header."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _run(ws: Workspace, name: str, cap: int | None, one_shot: bool, progress: Progress) -> dict[str, Any]:
+    """One method on one workspace; failures become an ``error`` entry instead of an exception.
+    ``run_s``/``cpu_s``: wall and process CPU time of unlearning plus evaluation (for planning runs)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        _, report = run_method(ws, AuditConfig(method=name, iterations=cap, one_shot=one_shot), progress)
+    except Exception as err:  # noqa: BLE001 - any failure of one method must not stop the benchmark
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {"metrics": report["after"], "seconds": report["timing_s"]["unlearn"], "iterations_run": report["iterations_run"],
+            "run_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
+def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | None = None) -> dict[str, Any]:
+    """Run every method on every seed; returns the raw per-seed results (JSON-serialisable)."""
+    progress = progress or (lambda f, m: None)
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    names = config.method_names()
+    needs: dict[str, frozenset[str] | None] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        try:
+            needs[name] = create_method(name).data_needs()
+        except Exception as err:  # noqa: BLE001 - recorded per run below
+            needs[name] = None
+            skipped[name] = f"cannot be created: {type(err).__name__}: {err}"
+            continue
+        reason = "the reference, trained on retain data" if name == REFERENCE else one_shot_skip_reason(needs[name])
+        if reason:
+            skipped[name] = reason
+    one_shot = [n for n in names if n not in skipped]
+    total = len(config.seeds) * (len(names) + len(one_shot))
+    started, done = time.perf_counter(), 0
+    results: dict[str, Any] = {
+        "config": {"methods": names, "seeds": config.seeds, "iterations": config.iterations, "overrides": config.overrides,
+                   "workspace": dataclasses.asdict(config.workspace)},
+        "machine": machine(),
+        "budgets": {n: {"cap": config.cap(n), "default": method_class(n).parameters().get("iterations", {}).get("default")}
+                    for n in names},
+        "needs": {n: sorted(v) if v is not None else None for n, v in needs.items()},
+        "one_shot_skipped": {n: r for n, r in skipped.items() if n != REFERENCE},
+        "seeds": [],
+    }
+    for seed in config.seeds:
+        log(f"[seed {seed}] preparing {config.workspace.dataset} (align, encode, original model)")
+        wall, cpu = time.perf_counter(), time.process_time()
+        ws = Workspace(dataclasses.replace(config.workspace, seed=seed), progress)
+        record: dict[str, Any] = {
+            "seed": seed, "forget_identities": ws.identity_names(ws.forget_classes), "n_retain_identities": len(ws.split.retain_ids),
+            "n_images": {p: len(ws.data[p]) for p in PARTS}, "workspace_timing_s": dict(ws.timing),
+            "original": ws.evaluate(ws.original), "standard": {}, "one_shot": {},
+        }
+        record.update(prepare_s=time.perf_counter() - wall, prepare_cpu_s=time.process_time() - cpu)
+        results.update(device=device_name(ws.device), backbone=ws.backbone.name, train_from=ws.backbone.stage_names[ws.start],
+                       dataset=ws.gallery.name)
+        for setting in SETTINGS:
+            for name in (names if setting == "standard" else one_shot):
+                done += 1
+                label = f"seed {seed} {name} ({setting.replace('_', '-')})"
+                log(f"[{done}/{total} | {time.perf_counter() - started:.0f} s] {label}")
+                run = _run(ws, name, config.cap(name), setting == "one_shot", lambda f, m: progress(f, f"{label}: {m}"))
+                record[setting][name] = run
+                log(f"    -> {run['error']}" if "error" in run else
+                    f"    -> {run['seconds']:.1f} s, forget mAP {run['metrics']['forget']['mAP']:.3f}, retain mAP {run['metrics']['retain']['mAP']:.3f}")
+        results["seeds"].append(record)
+    results["total_s"] = time.perf_counter() - started
+    return results
+
+
+# -- tables ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    header: str
+    scale: float
+    decimals: int
+    suffix: str = ""
+
+
+COLUMNS: dict[str, Column] = {
+    "forget.mAP": Column("Forget mAP ↓", 100, 2), "forget.rank1": Column("Forget R@1 ↓", 100, 2),
+    "forget.cs": Column("Forget CS ↓", 1, 3), "forget.centroid_acc": Column("Forget acc ↓", 100, 2),
+    "retain.mAP": Column("Retain mAP ↑", 100, 2), "retain.rank1": Column("Retain R@1 ↑", 100, 2),
+    "retain.cs": Column("Retain CS", 1, 3), "retain.centroid_acc": Column("Retain acc ↑", 100, 2),
+    "tow": Column("ToW ↑", 100, 2), "seconds": Column("Unlearn s", 1, 1), "speedup": Column("Speed-up", 1, 1, "×"),
+}
+
+
+def seed_values(record: dict[str, Any], setting: str, name: str) -> dict[str, float] | None:
+    """The table's numbers for one method on one seed (None when it failed or did not run).
+    ``name`` may be 'original'; the reference's numbers come from the standard setting."""
+    if name == "original":
+        metrics, seconds = record["original"], None
+    else:
+        run = record["standard" if name == REFERENCE else setting].get(name)
+        if run is None or "error" in run:
+            return None
+        metrics, seconds = run["metrics"], run["seconds"]
+    values = {key: metrics[part][metric] for key in COLUMNS if "." in key for part, metric in [key.split(".")]}
+    reference = record["standard"].get(REFERENCE)
+    if reference is not None and "error" not in reference:
+        ref = reference["metrics"]
+        values["tow"] = (1 - abs(metrics["forget"]["mAP"] - ref["forget"]["mAP"])) * (1 - abs(metrics["retain"]["mAP"] - ref["retain"]["mAP"]))
+        if seconds is not None and seconds > 0:
+            values["speedup"] = reference["seconds"] / seconds
+    if seconds is not None:
+        values["seconds"] = seconds
+    return values
+
+
+def mean_std(values: list[float], column: Column) -> str:
+    """``"88.70 ± 1.00"`` (sample std over seeds), or the mean alone for one value; '–' for none."""
+    if not values:
+        return "–"
+    scaled = np.asarray(values, dtype=float) * column.scale
+    text = f"{scaled.mean():.{column.decimals}f}"
+    if len(scaled) > 1:
+        text += f" ± {scaled.std(ddof=1):.{column.decimals}f}"
+    return text + column.suffix
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def results_table(results: dict[str, Any], setting: str) -> str:
+    """One markdown table: rows original, reference, methods; columns as ``COLUMNS`` plus notes."""
+    seeds = results["seeds"]
+    names = ["original"] + [n for n in results["config"]["methods"]
+                            if setting == "standard" or n == REFERENCE or n not in results["one_shot_skipped"]]
+    lines = [_row(["Method", "Reads"] + [c.header for c in COLUMNS.values()] + ["Iterations", "Notes"]),
+             _row(["---"] * (len(COLUMNS) + 4))]
+    for name in names:
+        per_seed = [seed_values(record, setting, name) for record in seeds]
+        ok = [v for v in per_seed if v is not None]
+        cells = [mean_std([v[key] for v in ok if key in v], col) for key, col in COLUMNS.items()]
+        notes = []
+        if name == REFERENCE and setting == "one_shot":
+            notes.append("reference: full retain data (standard setting)")
+        runs = [] if name == "original" else [r["standard" if name == REFERENCE else setting][name] for r in seeds]
+        for record, run in zip(seeds, runs):
+            if "error" in run:
+                notes.append(f"seed {record['seed']} failed: {run['error']}")
+        done = [run["iterations_run"] for run in runs if "error" not in run and run.get("iterations_run") is not None]
+        iterations = f"{np.mean(done):.0f}" if done else "–"
+        needs = results["needs"].get(name)
+        reads = "–" if name == "original" else ("?" if needs is None else "+".join(needs))
+        lines.append(_row([name, reads] + cells + [iterations, _cell("; ".join(notes)) if notes else ""]))
+    if setting == "one_shot":
+        for name, reason in results["one_shot_skipped"].items():
+            lines.append(_row([name, "+".join(results["needs"].get(name) or ["?"])] + ["–"] * len(COLUMNS) + ["–", _cell(f"skipped: {reason}")]))
+    return "\n".join(lines)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The whole report: header (machine, device, data, budgets) and the two tables."""
+    m, seeds, cfg = results["machine"], results["seeds"], results["config"]
+    sizes = {p: [r["n_images"][p] for r in seeds] for p in PARTS}
+    size_text = ", ".join(f"{p} {np.mean(v):.0f}" for p, v in sizes.items())
+    budgets = ", ".join(f"{n} {'uncapped' if b['cap'] is None else b['cap']}"
+                        + (f" (method default {b['default']})" if b["default"] is not None else "")
+                        for n, b in results["budgets"].items())
+    setup = np.mean([r["prepare_s"] for r in seeds])
+    header = [
+        f"# Unlearning benchmark on {results.get('dataset', cfg['workspace']['dataset'])}",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores ({m['platform']}), Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads)",
+        f"- Device: {results.get('device', '?')}",
+        f"- Backbone: {results.get('backbone', '?')}, trained from stage `{results.get('train_from', '?')}`",
+        f"- Seeds: {', '.join(str(s) for s in cfg['seeds'])} (one forget set each: {cfg['workspace']['n_forget']} forget identities, "
+        f"{np.mean([r['n_retain_identities'] for r in seeds]):.0f} retain identities on average)",
+        f"- Images per seed (mean): {size_text}",
+        f"- Iteration caps (`--iterations`, per-method overrides in `bench.ITERATION_OVERRIDES`): {budgets}",
+        f"- Wall time: {results['total_s'] / 60:.1f} min in all, of which {setup:.0f} s per seed preparing data and evaluating the original model",
+        "- Metrics: forget = forget-test queries against forget+retain test images; retain = retain-test queries; "
+        "CS = cluster compactness (S0 Eq. 10); acc = nearest-centroid accuracy; ToW (S2 Eq. 7) over forget and retain mAP "
+        f"against `{REFERENCE}`; speed-up = `{REFERENCE}` seconds / method seconds. Mean ± sample std over seeds.",
+    ]
+    return "\n".join(header + [
+        "", "## Standard setting: full forget set (S0 Tables 1-2)", "", results_table(results, "standard"),
+        "", "## One-shot setting: one support image per forget identity (S2 Tables 1-4)", "", results_table(results, "one_shot"), "",
+    ])
