@@ -1,0 +1,26 @@
+"""UNSIR on real LFW faces: error-maximising noise (impair) then repair on retain images."""
+import torch
+
+from unlearn_core.methods import create_method
+from unlearn_core.methods.base import cosface_loss, head_accuracy
+
+
+def test_unsir_noise_maximises_the_forget_loss_and_impairs_the_forget_identities(lfw_audit):
+    ws = lfw_audit.ws
+    run = lfw_audit.run("unsir", iterations=6, impair_steps=4, noise_steps=5, noise_per_class=4, batch_size=16)
+    method = run.method
+    assert method._noise.shape[0] == 4 * len(ws.forget_classes)
+    assert set(method._noise_labels.tolist()) == set(ws.forget_classes)
+    with torch.no_grad():  # the optimised noise is far from its identities under the original model
+        noise_loss = float(cosface_loss(ws.original, method._noise, method._noise_labels))
+        data = ws.data["forget_train"]
+        real_loss = float(cosface_loss(ws.original, data.inputs, data.labels))
+    assert noise_loss > real_loss
+    assert head_accuracy(run.model, ws.data["retain_test"]) >= 0.8
+    lfw_audit.assert_retains(run, tolerance=0.05)
+
+
+def test_unsir_is_deterministic_and_validates(lfw_audit):
+    assert "retain" in create_method("unsir").data_needs()
+    lfw_audit.assert_deterministic("unsir", iterations=2, impair_steps=1, noise_steps=1, noise_per_class=2, batch_size=8)
+    lfw_audit.assert_rejects("unsir", noise_per_class=0)

@@ -1,0 +1,49 @@
+"""Bad Teacher (Chundawat et al. 2023; a full-data reference in S2): competent/incompetent teachers.
+
+The student (the original model) is distilled towards the frozen original ("competent teacher")
+on retain images and towards an "incompetent teacher" on forget images, with KL(teacher || student)
+at temperature ``temperature`` (1 in the paper).
+
+Choice: the paper's incompetent teacher is a randomly initialised network; ours is the original
+network with a randomly re-drawn identity head (class directions ~ N(0, I), same CosFace scale),
+i.e. a model whose identity predictions are random but equally confident. The forget and retain
+losses are averaged with weights ``forget_weight`` and 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InvalidParameter
+from ..model import FaceModel
+from .base import Batch, IterativeMethod, UnlearnRequest, param, register_method
+from .distill import kl_to_teacher
+
+
+@register_method
+@dataclass
+class BadTeacher(IterativeMethod):
+    name = "bad_teacher"
+    summary = "Distil retain images from the original, forget images from a random-head teacher"
+    needs = frozenset({"forget", "support", "retain"})
+
+    iterations: int = param(40, 1, 100_000, "optimisation steps")
+    lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate")
+    temperature: float = param(1.0, 0.1, 100.0, "distillation temperature")
+    forget_weight: float = param(1.0, 0.0, 100.0, "weight of the forget (incompetent-teacher) KL")
+
+    def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
+        if model.head is None:
+            raise InvalidParameter("bad_teacher needs a model with an identity head")
+        self._competent = model.clone().eval().requires_grad_(False)
+        self._incompetent = model.clone().eval().requires_grad_(False)
+        head = self._incompetent.head
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator).to(head.weight.device))
+
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            bad = self._incompetent.logits(batch.x)
+            good = self._competent.logits(batch.retain_x)
+        return (self.forget_weight * kl_to_teacher(model.logits(batch.x), bad, self.temperature)
+                + kl_to_teacher(model.logits(batch.retain_x), good, self.temperature))

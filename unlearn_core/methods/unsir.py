@@ -1,0 +1,64 @@
+"""UNSIR: error-maximising noise, impair then repair (Tarun et al. 2023; a baseline of S3).
+
+1. Noise: for each forget identity, ``noise_per_class`` noise inputs (at the model's input level,
+   cached trunk activations on the tail fast path) are optimised with Adam for ``noise_steps`` to
+   *maximise* the CosFace loss of that identity: minimise ``-CE(f(N), y_f) + noise_reg * mean ||N||^2``.
+2. Impair: the first ``impair_steps`` steps train on retain images plus the noise labelled as the
+   forget identities (CosFace loss), which wrecks what the model knows about them.
+3. Repair: the remaining steps train on retain images only.
+
+Choices: noise starts at N(0, std(inputs)^2); UNSIR's single impair and repair epochs become step
+counts; impair and repair share the learning rate, 1e-4 with momentum 0.9 (the original model's
+recipe; UNSIR's 0.02 / 0.01, and even 1e-3, collapsed every embedding to one point here).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model import FaceModel
+from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, register_method
+
+
+@register_method
+@dataclass
+class UNSIR(IterativeMethod):
+    name = "unsir"
+    summary = "Train on error-maximising noise for the forget identities, then repair on retain data"
+    needs = frozenset({"forget", "support", "retain"})
+
+    iterations: int = param(30, 1, 100_000, "impair + repair steps")
+    lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate (impair and repair)")
+    momentum: float = param(0.9, 0.0, 0.999, "SGD momentum")
+    impair_steps: int = param(10, 0, 100_000, "steps on retain + noise before repair")
+    noise_per_class: int = param(8, 1, 1024, "noise inputs per forget identity")
+    noise_steps: int = param(20, 1, 10_000, "Adam steps optimising the noise")
+    noise_lr: float = param(0.1, 1e-6, 10.0, "Adam learning rate for the noise")
+    noise_reg: float = param(0.1, 0.0, 100.0, "weight of the noise's mean squared magnitude")
+
+    def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
+        data = request.forget_data()
+        classes = data.labels.unique()
+        scale = data.inputs.std()
+        shape = (len(classes) * self.noise_per_class, *data.inputs.shape[1:])
+        noise = (torch.randn(shape, generator=generator).to(data.inputs.device) * scale).requires_grad_(True)
+        labels = classes.repeat_interleave(self.noise_per_class)
+        optimiser = torch.optim.Adam([noise], lr=self.noise_lr * float(scale))
+        model.eval()
+        for _ in range(self.noise_steps):
+            loss = -cosface_loss(model, noise, labels) + self.noise_reg * noise.pow(2).flatten(1).mean(1).mean() / scale**2
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        model.zero_grad(set_to_none=True)
+        model.train()
+        self._noise, self._noise_labels = noise.detach(), labels
+        self._step = 0
+
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        step, self._step = self._step, self._step + 1
+        x, y = batch.retain_x, batch.retain_y
+        if step < self.impair_steps:
+            x, y = torch.cat([x, self._noise]), torch.cat([y, self._noise_labels])
+        return cosface_loss(model, x, y)
