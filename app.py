@@ -476,14 +476,20 @@ def warm_up(settings: AppSettings) -> None:
     threading.Thread(target=build, daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> None:
+def launch(settings: AppSettings, block: bool = True) -> tuple[gr.Blocks, str]:
+    """Build and start the app on ``settings.host:settings.port`` (never a public share link)."""
     global SETTINGS
-    SETTINGS = AppSettings.from_env_and_args(argv)
-    demo = build_demo(SETTINGS)
-    if SETTINGS.warmup:
-        warm_up(SETTINGS)
-    demo.launch(server_name=SETTINGS.host, server_port=SETTINGS.port, share=False, show_error=False,
-                css_paths=[ROOT / "assets" / "app.css"], max_file_size="25mb")
+    SETTINGS = settings
+    demo = build_demo(settings)
+    if settings.warmup:
+        warm_up(settings)
+    _, url, _ = demo.launch(server_name=settings.host, server_port=settings.port, share=False, show_error=False, quiet=not block,
+                            css_paths=[ROOT / "assets" / "app.css"], max_file_size="25mb", prevent_thread_lock=not block)
+    return demo, url
+
+
+def main(argv: list[str] | None = None) -> None:
+    launch(AppSettings.from_env_and_args(argv))
 
 
 if __name__ == "__main__":

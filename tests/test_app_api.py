@@ -1,0 +1,111 @@
+"""The app launched locally (headless) and driven through its API with ``gradio_client``, as a
+remote program would: both flows end to end on real faces, and several concurrent sessions that
+must not see each other's uploads or models."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+import app
+
+LFW = Path(__file__).resolve().parents[2] / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
+PEOPLE = ("Tony_Blair", "Colin_Powell", "Gerhard_Schroeder")  # not among the small workspace's identities is not required
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(lfw_workspace, tmp_path_factory):
+    """The app on a free local port, on the small LFW workspace, with a private upload folder."""
+    uploads = tmp_path_factory.mktemp("gradio-uploads")
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(uploads)
+    app.POOL.add(lfw_workspace)
+    settings = app.AppSettings(port=free_port(), device="cpu", train_from="tail", iterations=3, warmup=False)
+    demo, url = app.launch(settings, block=False)
+    yield url, uploads
+    demo.close()
+    if previous is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = previous
+
+
+def photo(person: str, k: int) -> Path:
+    return LFW / person / f"{person}_{k:04d}.jpg"
+
+
+def stored_photos(folder: Path) -> list[Path]:
+    """Non-empty files under ``folder`` (Gradio's multipart parser leaves empty ``tmp*`` files behind)."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.stat().st_size > 0]
+
+
+def forget_me(client: Client, person: str, n_extras: int = 0) -> tuple:
+    extras = [handle_file(str(photo(person, k))) for k in range(2, 2 + n_extras)]
+    return client.predict(handle_file(str(photo(person, 1))), extras, "dispersion", 3, False, "", api_name="/forget_me")
+
+
+def test_api_lists_both_flows(server):
+    client = Client(server[0], verbose=False)
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/forget_me", "/audit", "/session_info"} <= set(endpoints)
+
+
+def test_forget_me_end_to_end(server):
+    url, uploads = server
+    client = Client(url, verbose=False)
+    status, crop, metrics, bars, before, after, privacy, download = forget_me(client, "Tony_Blair", n_extras=3)
+    assert status.startswith("✅"), status
+    assert "augmented views" not in status  # three extra photos: a real check, not the weaker one
+    assert crop.count("data:image/jpeg;base64") == 1
+    assert "<table" in metrics and "you" in metrics and "retain" in metrics
+    assert bars is not None
+    for gallery in (before, after):
+        assert gallery.count('class="uc-query"') == 3 and "uc-hit" in gallery
+    assert "Membership inference" in privacy
+    assert 'download="forget-me-report.json"' in download and 'download="forget-me-report.html"' in download
+    info = client.predict(api_name="/session_info")
+    assert info["portrait_sha256"] == hashlib.sha256(photo("Tony_Blair", 1).read_bytes()).hexdigest()
+    assert stored_photos(uploads) == [], "the uploads must be read into memory and deleted from Gradio's upload folder"
+
+
+def test_concurrent_sessions_are_isolated(server):
+    url, uploads = server
+    clients = [Client(url, verbose=False) for _ in PEOPLE]
+    with ThreadPoolExecutor(len(PEOPLE)) as pool:
+        results = list(pool.map(forget_me, clients, PEOPLE))
+        infos = list(pool.map(lambda c: c.predict(api_name="/session_info"), clients))
+    for person, result, info in zip(PEOPLE, results, infos):
+        assert result[0].startswith("✅"), result[0]
+        assert info["portrait_sha256"] == hashlib.sha256(photo(person, 1).read_bytes()).hexdigest()
+    assert len({info["model_sha256"] for info in infos}) == len(PEOPLE), "each session must hold its own model"
+    # each session's result shows its own face only: the query thumbnails differ between sessions
+    queries = [re.search(r'class="uc-query"[^>]*><img src="([^"]+)"', result[4]).group(1) for result in results]
+    assert len(set(queries)) == len(PEOPLE)
+    assert Client(url, verbose=False).predict(api_name="/session_info") == {"empty": True}
+    assert stored_photos(uploads) == []
+
+
+def test_audit_side_by_side(server):
+    client = Client(server[0], verbose=False)
+    status, table, tsne, umap, roc, galleries, privacy, download = client.predict(
+        "LFW", None, "", 4, 24, 0, ["dispersion", "hard_dispersion"], 3, "", False, True, ["t-SNE"], api_name="/audit")
+    assert status.startswith("✅"), status
+    for column in ("before", "retrain", "dispersion", "hard_dispersion", "Δ dispersion − before"):
+        assert f"<th>{column}</th>" in table
+    assert tsne is not None and umap is None
+    assert roc is not None, "the privacy audit's ROC curves should be drawn"
+    assert galleries.count("<h4>") == 3  # before + one per method
+    assert "Streisand" in privacy and "shokri" in privacy
+    assert 'download="audit-report.html"' in download
