@@ -396,6 +396,7 @@ def method_help() -> str:
 def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
     galleries = available_galleries()
     device = device_name(resolve_device("auto"))
+    default_method = "dispersion" if "dispersion" in list_methods() else list_methods()[0]
     with gr.Blocks(title="Forget me: face-identity unlearning", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# Forget me\nAsk a face-retrieval model to forget your face, then check whether it did. "
                     f"Running on **{device}**. Photos are processed in memory and discarded; nothing is shared between visitors.")
@@ -409,8 +410,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                                         sources=["upload", "webcam"], elem_id="portrait")
                     extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}; used only to test the result)",
                                      file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
-                    fm_method = gr.Dropdown(list_methods(), value="dispersion" if "dispersion" in list_methods() else list_methods()[0],
-                                            label="Method")
+                    fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
                     fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
                     fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
                     fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
@@ -435,7 +435,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
                     au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")
                     au_seed = gr.Number(0, precision=0, label="Seed")
-                    au_methods = gr.CheckboxGroup(list_methods(), value=list_methods()[:1], label="Methods")
+                    au_methods = gr.CheckboxGroup(list_methods(), value=[default_method], label="Methods")
                     au_iterations = gr.Slider(1, 2000, value=settings.iterations, step=1, label="Iterations")
                     au_params = gr.Textbox(label="Parameters (JSON: one object for all methods, or {method: {...}})", placeholder='{"margin": 0.2}')
                     au_one_shot = gr.Checkbox(False, label="One-shot (one support image per identity)")

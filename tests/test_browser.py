@@ -1,0 +1,57 @@
+"""A real browser (Debian's chromium, driven by Playwright) uses the app like a visitor: uploads a
+real LFW portrait, runs the fast default method, and then a reviewer's audit; the galleries,
+plots and metrics must appear. Screenshots go to ``test-output/`` (gitignored)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+from test_app_api import LFW, server  # noqa: F401  (the same locally launched app)
+
+OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PORTRAIT = LFW / "Tony_Blair" / "Tony_Blair_0001.jpg"
+
+
+def wait_for_text(page: Page, selector: str, text: str, timeout_s: float) -> None:
+    page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)", arg=[selector, text],
+                           timeout=timeout_s * 1000)
+
+
+def visible_count(page: Page, selector: str) -> int:
+    return sum(1 for i in range(page.locator(selector).count()) if page.locator(selector).nth(i).is_visible())
+
+
+def test_forget_me_and_audit_in_chromium(server):
+    url, _ = server
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(url)
+        page.locator("#portrait input[type=file]").set_input_files(str(PORTRAIT))
+        page.wait_for_selector("#portrait img", timeout=30_000)
+        page.locator("#forget-button").click()
+        wait_for_text(page, "#fm-status", "Done in", 600)
+        assert visible_count(page, "#fm-crop img") == 1
+        assert visible_count(page, "#fm-before .uc-hit") >= 5 and visible_count(page, "#fm-after .uc-hit") >= 5
+        page.wait_for_selector("#fm-bars .js-plotly-plot", state="visible", timeout=60_000)
+        assert "retain" in page.locator("#fm-metrics table").inner_text()
+        assert "Membership inference" in page.locator("#fm-privacy").inner_text()
+        page.screenshot(path=str(OUTPUT / "forget-me.png"), full_page=True)
+
+        page.get_by_role("tab", name="Audit").click()
+        page.locator("#audit-button").click()
+        wait_for_text(page, "#au-status", "Audit of", 600)
+        for plot in ("#au-tsne", "#au-umap", "#au-roc"):  # plotly draws after the outputs arrive
+            page.wait_for_selector(f"{plot} .js-plotly-plot", state="visible", timeout=60_000)
+        assert "dispersion" in page.locator("#au-table table").inner_text()
+        assert visible_count(page, "#au-galleries .uc-hit") >= 10
+        assert "Streisand" in page.locator("#au-privacy").inner_text()
+        page.screenshot(path=str(OUTPUT / "audit.png"), full_page=True)
+        browser.close()
+    assert errors == []
