@@ -109,3 +109,16 @@ def test_audit_side_by_side(server):
     assert galleries.count("<h4>") == 3  # before + one per method
     assert "Streisand" in privacy and "shokri" in privacy
     assert 'download="audit-report.html"' in download
+
+
+def test_starts_without_any_gallery_and_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path))  # an empty scikit-learn data folder, offline
+    assert app.available_galleries() == []
+    monkeypatch.setattr(app, "SETTINGS", app.SETTINGS)  # launch() replaces it; restored afterwards
+    demo, url = app.launch(app.AppSettings(port=free_port(), warmup=False), block=False)
+    try:
+        banner = [c["props"]["value"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "no-gallery"]
+        assert banner and "SCIKIT_LEARN_DATA" in banner[0] and "zip" in banner[0]
+        assert "/forget_me" in Client(url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
+    finally:
+        demo.close()

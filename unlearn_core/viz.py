@@ -149,7 +149,7 @@ def _tile(chip: np.ndarray, label: str, colour: str, cls: str) -> str:
     caption = "<br>".join(html.escape(p) for p in label.split("<br>"))
     return (f'<figure class="{cls}" style="display:inline-block;margin:2px;text-align:center;font-size:11px;width:100px">'
             f'<img src="{image_uri(chip)}" width="96" height="96" style="border:3px solid {colour};border-radius:4px">'
-            f"<figcaption>{caption}</figcaption></figure>")
+            f'<figcaption style="overflow:hidden;text-overflow:ellipsis;white-space:nowrap">{caption}</figcaption></figure>')
 
 
 # -- privacy ----------------------------------------------------------------------------------
