@@ -123,3 +123,10 @@ def test_streisand_thresholds():
     assert len(attacks.streisand(0.2, 0.95)) == 2
     assert attacks.beyond_retrain(np.array([0.0, 0.1]), np.array([0.5, 0.6])) == 1.0
     assert attacks.beyond_retrain(np.array([0.5, 0.6]), np.array([0.5, 0.6])) == 0.5
+
+
+def test_youden_threshold_is_a_finite_score():
+    members, nonmembers = hand_made_scores()
+    # J = TPR - FPR peaks at 0.6 - 0.01 when the threshold is the lowest member above 0.45
+    assert attacks.youden_threshold(members, nonmembers) == pytest.approx(0.6)
+    assert np.isfinite(attacks.youden_threshold(np.array([0.0]), np.array([1.0])))

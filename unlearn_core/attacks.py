@@ -159,10 +159,11 @@ def fit_attack(members: np.ndarray, nonmembers: np.ndarray, estimator: BaseEstim
 
 
 def youden_threshold(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
-    """The score threshold maximising TPR - FPR (Youden's J) for a fixed-score attack."""
+    """The score threshold maximising TPR - FPR (Youden's J) for a fixed-score attack (the
+    curve's first, infinite threshold excluded)."""
     y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     fpr, tpr, thresholds = roc_curve(y, np.r_[member_scores, nonmember_scores])
-    return float(thresholds[np.argmax(tpr - fpr)])
+    return float(thresholds[1:][np.argmax((tpr - fpr)[1:])])
 
 
 # -- RMIA -----------------------------------------------------------------------------------------
