@@ -1,0 +1,23 @@
+"""random_labeling (S0 Eq. 7) on real LFW faces."""
+
+STEPS = 10
+
+
+def test_random_labeling_forgets_forget_identities_and_keeps_retained(lfw_audit):
+    run = lfw_audit.run("random_labeling", iterations=STEPS, batch_size=16)
+    assert run.received.retain is not None  # lambda_retain = 1: Eq. 7's retain term
+    lfw_audit.assert_forgets(run, "head_acc", drop=0.5)
+    lfw_audit.assert_retains(run, tolerance=0.05)
+
+
+def test_random_labeling_without_retain_term_is_data_free(lfw_audit):
+    method, _, received, _ = lfw_audit.unlearn("random_labeling", iterations=1, batch_size=8, lambda_retain=0.0)
+    assert "retain" not in method.data_needs() and received.retain is None
+
+
+def test_random_labeling_is_deterministic(lfw_audit):
+    lfw_audit.assert_deterministic("random_labeling", batch_size=8)
+
+
+def test_random_labeling_rejects_bad_parameters(lfw_audit):
+    lfw_audit.assert_rejects("random_labeling", lambda_retain=-1.0)
