@@ -3,8 +3,9 @@
 Only the last ``k`` layers are fine-tuned on retain images with the CosFace loss; earlier layers
 stay as they are. Layers, counted from the output: the identity head (1), the embedding ``fc``
 (2), then the residual blocks of the last convolutional stage, and so on back to the first
-trainable stage. ``k`` larger than the number of trainable layers fine-tunes all of them. Defaults: the original model's recipe (SGD lr 1e-4,
-momentum 0.9, CosFace loss), 50 steps; lr 1e-3 collapsed the embeddings (CS 0.999) here.
+trainable stage. ``k`` larger than the number of trainable layers fine-tunes all of them.
+Defaults: the original model's recipe (SGD lr 1e-4, momentum 0.9, CosFace loss), 50 steps;
+lr 1e-3 collapsed the embeddings (CS 0.999) here.
 """
 from __future__ import annotations
 

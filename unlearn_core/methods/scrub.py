@@ -7,7 +7,9 @@ close on retain images, ``alpha * KL + gamma * CE`` (CE = the CosFace loss). As 
 the budget is min steps only. KL uses plain head logits ``s * cos`` at temperature ``temperature``.
 
 Defaults: SCRUB's alpha 0.001, gamma 0.99, T 4; fewer steps than SCRUB's epochs (CPU budget);
-lr 1e-5 (SCRUB's 5e-4 collapsed every embedding to one point with the s = 64 CosFace logits).
+lr 1e-4 with gradient-norm clipping at 5, the original model's recipe (SCRUB's 5e-4 without
+clipping collapsed every embedding to one point with the s = 64 CosFace logits). The first max
+step has zero gradient (student = teacher), so forgetting starts once min steps moved the student.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ class SCRUB(IterativeMethod):
     needs = frozenset({"forget", "support", "retain"})
 
     iterations: int = param(40, 1, 100_000, "optimisation steps (max and min steps together)")
-    lr: float = param(1e-5, 1e-8, 1.0, "SGD learning rate")
+    lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate")
+    clip_norm: float | None = param(5.0, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
     max_steps: int = param(10, 0, 100_000, "max steps, interleaved with min steps at the start")
     alpha: float = param(0.001, 0.0, 100.0, "weight of the retain KL in min steps")
     gamma: float = param(0.99, 0.0, 100.0, "weight of the retain CosFace loss in min steps")

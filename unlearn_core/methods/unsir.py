@@ -8,8 +8,8 @@
 3. Repair: the remaining steps train on retain images only.
 
 Choices: noise starts at N(0, std(inputs)^2); UNSIR's single impair and repair epochs become step
-counts; impair and repair share the learning rate, 1e-4 with momentum 0.9 (the original model's
-recipe; UNSIR's 0.02 / 0.01, and even 1e-3, collapsed every embedding to one point here).
+counts; impair and repair share the learning rate, 1e-4 with momentum 0.9 and gradient clipping
+at 5 (the original model's recipe; UNSIR's 0.02 / 0.01, and even 1e-3, collapsed every embedding to one point here).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class UNSIR(IterativeMethod):
     iterations: int = param(30, 1, 100_000, "impair + repair steps")
     lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate (impair and repair)")
     momentum: float = param(0.9, 0.0, 0.999, "SGD momentum")
+    clip_norm: float | None = param(5.0, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
     impair_steps: int = param(10, 0, 100_000, "steps on retain + noise before repair")
     noise_per_class: int = param(8, 1, 1024, "noise inputs per forget identity")
     noise_steps: int = param(20, 1, 10_000, "Adam steps optimising the noise")
