@@ -5,6 +5,10 @@ forget images all labelled as that shadow class with the CosFace loss, then prun
 the forget images end up in a region the remaining head no longer claims. No retain data.
 Defaults: lr 1e-5 as in Chen et al.; 100 steps (their 10 epochs of one VGGFace2 identity at
 batch 64 is about 60 steps; S0 App. A uses 100-500 for the sibling Boundary Shrink).
+The shadow class starts far from every forget image, so the CosFace loss (s = 64) and its
+gradients are large: on the small LFW protocol 10 steps at lr 3e-5 already drive the forget head
+accuracy to 0 but also the retained one to ~0.05, with every embedding pulled to the shadow
+direction (compactness ~1.0) while retrieval mAP holds (0.97). lr 1e-5: forget head accuracy 0.83.
 """
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ weights ``f_omega``, as Eq. 9 is written (the original code searches with a froz
 The attack perturbs the model's *inputs at its own level*: chips on the full backbone, but the
 cached trunk activations on the CPU tail fast path, where a pixel budget means nothing. So
 ``epsilon`` is relative: the step is ``epsilon * std(batch inputs)`` per element. Defaults follow
-S0 §5.5 / Table 5: lr 1e-5, 500 steps.
+S0 §5.5 / Table 5: lr 1e-5, 500 steps. Measured on the small LFW protocol (tail path): 10 steps
+take the head's forget accuracy to 0 but also its retained accuracy to ~0.05 and raise every
+identity's compactness to ~0.96 (a shared drift); retrieval mAP stays at ~0.97 for both.
 """
 from __future__ import annotations
 

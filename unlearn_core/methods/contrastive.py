@@ -19,7 +19,9 @@ identities' *test* images; a request carries none, so we use the forget training
 Choices: anchors are averaged rather than summed (the sum only rescales the learning rate);
 gradients flow through both sides of each pair, as in S4. Defaults: tau 0.7, omega 4, lambda 1/1
 (S4 Tables 6-7), lr 1e-4 with momentum 0.9 and weight decay 5e-4 (S4's ResNet-50 setting), batch 64,
-100 steps (S0 App. A searched 50-250).
+100 steps (S0 App. A searched 50-250). Measured on the small LFW protocol (tail path, batch 32,
+10 steps): forget head accuracy 1.0 -> 0.13, retained 1.0 -> 0.82, retrieval mAP 0.98 for both,
+compactness up to ~0.98 for every identity (shared drift); Eq. 8 stops the run within ~10 steps.
 """
 from __future__ import annotations
 
