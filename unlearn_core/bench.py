@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,8 +35,9 @@ DEFAULT_ITERATIONS = 200
 """Iteration cap for every method unless overridden below (the papers use up to 1000)."""
 
 ITERATION_OVERRIDES: dict[str, int | None] = {"retrain": None}
-"""Per-method caps replacing ``--iterations``; ``None`` = the method's own default (no cap).
-``retrain`` is the reference and must train to completion."""
+"""Caps replacing ``--iterations`` for one method (key ``name``) or one method in one setting
+(key ``name@one_shot`` / ``name@standard``); ``None`` = the method's own default (no cap).
+``retrain`` is the reference and trains to completion."""
 
 REFERENCE = "retrain"
 SETTINGS = ("standard", "one_shot")
@@ -68,17 +70,27 @@ class BenchConfig:
         names = [n for n in (self.methods or list_methods()) if n != REFERENCE]
         return ([REFERENCE] if REFERENCE in list_methods() else []) + names
 
-    def cap(self, name: str) -> int | None:
-        return self.overrides[name] if name in self.overrides else self.iterations
+    def cap(self, name: str, setting: str = "standard") -> int | None:
+        for key in (f"{name}@{setting}", name):
+            if key in self.overrides:
+                return self.overrides[key]
+        return self.iterations
 
 
 def one_shot_skip_reason(needs: frozenset[str]) -> str | None:
-    """Why a method with these data needs cannot run from a support sample (None: it can)."""
+    """Why a method with these data needs does not belong in the one-shot table (None: it does).
+
+    S2 §5.1: only methods that unlearn from the support sample alone apply. Read from ``needs``:
+    a method must read 'support'; one that also reads the full forget set and requires retain or
+    test data is a full-data method (S2 lists those only as references). A method that reads
+    'support' but not 'forget' was built for support samples; its retain/test needs serve its own
+    preparation (MetaUnlearn's meta-training), so it runs.
+    """
     if "support" not in needs:
-        return "reads the full forget set, not a support sample"
+        return "reads the full forget set only" if "forget" in needs else "reads no forget-side data"
     extra = sorted(needs & {"retain", "test"})
-    if extra:
-        return f"needs {' and '.join(extra)} data, which the one-shot setting does not have"
+    if "forget" in needs and extra:
+        return f"needs {' and '.join(extra)} data next to the forget images (a full-data method)"
     return None
 
 
@@ -101,7 +113,7 @@ def _run(ws: Workspace, name: str, cap: int | None, one_shot: bool, progress: Pr
     try:
         _, report = run_method(ws, AuditConfig(method=name, iterations=cap, one_shot=one_shot), progress)
     except Exception as err:  # noqa: BLE001 - any failure of one method must not stop the benchmark
-        return {"error": f"{type(err).__name__}: {err}"}
+        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=-4)}
     return {"metrics": report["after"], "seconds": report["timing_s"]["unlearn"], "iterations_run": report["iterations_run"],
             "run_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
@@ -130,8 +142,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
         "config": {"methods": names, "seeds": config.seeds, "iterations": config.iterations, "overrides": config.overrides,
                    "workspace": dataclasses.asdict(config.workspace)},
         "machine": machine(),
-        "budgets": {n: {"cap": config.cap(n), "default": method_class(n).parameters().get("iterations", {}).get("default")}
-                    for n in names},
+        "budgets": {n: {"cap": config.cap(n), "one_shot_cap": config.cap(n, "one_shot"),
+                        "default": method_class(n).parameters().get("iterations", {}).get("default")} for n in names},
         "needs": {n: sorted(v) if v is not None else None for n, v in needs.items()},
         "one_shot_skipped": {n: r for n, r in skipped.items() if n != REFERENCE},
         "seeds": [],
@@ -153,10 +165,11 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
                 done += 1
                 label = f"seed {seed} {name} ({setting.replace('_', '-')})"
                 log(f"[{done}/{total} | {time.perf_counter() - started:.0f} s] {label}")
-                run = _run(ws, name, config.cap(name), setting == "one_shot", lambda f, m: progress(f, f"{label}: {m}"))
+                run = _run(ws, name, config.cap(name, setting), setting == "one_shot", lambda f, m: progress(f, f"{label}: {m}"))
                 record[setting][name] = run
                 log(f"    -> {run['error']}" if "error" in run else
-                    f"    -> {run['seconds']:.1f} s, forget mAP {run['metrics']['forget']['mAP']:.3f}, retain mAP {run['metrics']['retain']['mAP']:.3f}")
+                    f"    -> unlearn {run['seconds']:.1f} s ({run['iterations_run']} it; with evaluation {run['run_s']:.1f} s, "
+                    f"CPU {run['cpu_s']:.1f} s), forget mAP {run['metrics']['forget']['mAP']:.3f}, retain mAP {run['metrics']['retain']['mAP']:.3f}")
         results["seeds"].append(record)
     results["total_s"] = time.perf_counter() - started
     return results
@@ -218,6 +231,14 @@ def _cell(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _reads(needs: list[str] | None, setting: str) -> str:
+    """The request parts a method reads in a setting: the support sample stands in for the forget set."""
+    if needs is None:
+        return "?"
+    unused, used = ("forget", "support") if setting == "one_shot" else ("support", "forget")
+    return "+".join(n for n in needs if n != unused or used not in needs)
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -242,12 +263,11 @@ def results_table(results: dict[str, Any], setting: str) -> str:
                 notes.append(f"seed {record['seed']} failed: {run['error']}")
         done = [run["iterations_run"] for run in runs if "error" not in run and run.get("iterations_run") is not None]
         iterations = f"{np.mean(done):.0f}" if done else "–"
-        needs = results["needs"].get(name)
-        reads = "–" if name == "original" else ("?" if needs is None else "+".join(needs))
+        reads = "–" if name == "original" else _reads(results["needs"].get(name), "standard" if name == REFERENCE else setting)
         lines.append(_row([name, reads] + cells + [iterations, _cell("; ".join(notes)) if notes else ""]))
     if setting == "one_shot":
         for name, reason in results["one_shot_skipped"].items():
-            lines.append(_row([name, "+".join(results["needs"].get(name) or ["?"])] + ["–"] * len(COLUMNS) + ["–", _cell(f"skipped: {reason}")]))
+            lines.append(_row([name, _reads(results["needs"].get(name), "standard")] + ["–"] * len(COLUMNS) + ["–", _cell(f"skipped: {reason}")]))
     return "\n".join(lines)
 
 
@@ -256,7 +276,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     m, seeds, cfg = results["machine"], results["seeds"], results["config"]
     sizes = {p: [r["n_images"][p] for r in seeds] for p in PARTS}
     size_text = ", ".join(f"{p} {np.mean(v):.0f}" for p, v in sizes.items())
-    budgets = ", ".join(f"{n} {'uncapped' if b['cap'] is None else b['cap']}"
+    def cap(value: int | None) -> str:
+        return "uncapped" if value is None else str(value)
+
+    budgets = ", ".join(f"{n} {cap(b['cap'])}" + (f" (one-shot {cap(b['one_shot_cap'])})" if b["one_shot_cap"] != b["cap"] else "")
                         + (f" (method default {b['default']})" if b["default"] is not None else "")
                         for n, b in results["budgets"].items())
     setup = np.mean([r["prepare_s"] for r in seeds])
