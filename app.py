@@ -221,7 +221,6 @@ def release_session(state: dict | None) -> None:
 
 
 # -- forget me ------------------------------------------------------------------------------
-FM_OUTPUTS = ("status", "crop", "metrics", "bars", "before", "after", "privacy", "download")
 
 
 @gpu

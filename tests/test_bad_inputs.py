@@ -6,7 +6,6 @@ Images are generated here from real LFW faces; nothing is committed.
 from __future__ import annotations
 
 import io
-import os
 import stat
 import struct
 import tempfile

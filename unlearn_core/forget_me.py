@@ -154,7 +154,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, extras: Sequence[ImageSource
     progress(0.1, "enrolling you in a private copy of the model")
     model_before = enrol(ws, visitor)
     request = UnlearnRequest(forget_classes=[visitor_label], forget=None, support=support, retain=ws.data["retain_train"],
-                             test=ws.data["retain_test"], encode=lambda chips: ws.encoder(chips))
+                             test=ws.data["retain_test"], encode=lambda chips: ws.encoder(chips), pretrained=ws.backbone)
     method = create_method(config.method, **config.params)
     started = time.perf_counter()
     model_after = method.unlearn(model_before, request, Budget(iterations=config.iterations),
