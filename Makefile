@@ -21,4 +21,4 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --out docs/bench-lfw.md
+	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --out docs/bench-lfw.md --json docs/bench-lfw.json

@@ -17,6 +17,7 @@ from .bench import DEFAULT_ITERATIONS, BenchConfig, render_markdown, run_bench
 from .errors import UnlearnError
 from .methods import list_methods, method_class
 from .pipeline import AuditConfig, WorkspaceConfig, run_audit
+from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc")
 
@@ -75,6 +76,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         params=parse_params(args.param),
         iterations=args.iterations,
         one_shot=args.one_shot,
+        privacy=not args.no_privacy,
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
                                   device=args.device, train_from=args.train_from, n_distractors=args.distractors,
                                   n_retain=args.retain),
@@ -86,6 +88,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(f"{report['method']} on {report['dataset']} ({report['backbone']}, {report['device']}, train_from={report['train_from']}, seed {report['seed']})")
     print(f"forget identities: {', '.join(report['forget_identities'])}")
     print(format_table(report))
+    if "privacy" in report:
+        print(format_privacy_table(report["privacy"]))
     print("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["timing_s"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -150,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--train-from", default="auto", help="tail (CPU fast path), full, a stage name, or auto")
     audit.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")
     audit.add_argument("--json", help="write the JSON report here")
+    audit.add_argument("--no-privacy", action="store_true", help="skip the privacy audit (membership inference vs the retrain model)")
     audit.set_defaults(func=cmd_audit)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")

@@ -26,6 +26,7 @@ from .features import FaceData, InputEncoder
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroid_accuracy, centroids, compactness, retrieval
 from .model import CosFaceHead, FaceModel
+from .privacy import privacy_audit
 from .train import TrainConfig, train_cosface
 
 Progress = Callable[[float, str], None]
@@ -239,6 +240,8 @@ class AuditConfig:
     iterations: int | None = None
     one_shot: bool = False
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+    privacy: bool = True
+    """Add the privacy audit (membership inference vs the retrain reference) under ``report['privacy']``."""
 
 
 def run_method(ws: Workspace, config: AuditConfig, progress: Progress | None = None) -> tuple[FaceModel, dict[str, Any]]:
@@ -265,7 +268,7 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: 
     started = time.perf_counter()
     ws = workspace or Workspace(config.workspace, progress)
     before = ws.evaluate(ws.original)
-    _, result = run_method(ws, config, progress)
+    model, result = run_method(ws, config, progress)
     wc = ws.config
     report = {
         "method": config.method,
@@ -283,5 +286,9 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: 
         "before": before,
         "after": result["after"],
     }
+    if config.privacy:
+        privacy_started = time.perf_counter()
+        report["privacy"] = privacy_audit(ws, model)
+        report["timing_s"]["privacy"] = round(time.perf_counter() - privacy_started, 3)
     report["timing_s"]["total"] = round(time.perf_counter() - started, 3)
     return report
