@@ -3,7 +3,9 @@
 Minimising ``max(0, m + cos(x_i, x_j))`` over same-identity pairs of the forget batch pushes each
 forget identity's embeddings apart (cosine floored at ``-m``). No retain loss in the paper's
 version. When the forget data has a single image per identity (the one-shot / selfie setting),
-positives are SimCLR-style augmented views of that image (S0 §6): ``views`` views per identity.
+positives are SimCLR-style augmented views of that image (S0 §6): ``views`` views per identity and
+batch, drawn from a bank of ``view_bank`` views per image that is encoded through the frozen trunk
+once, so each step costs no more than a standard one.
 
 Beyond the paper (both off by default): ``retain_weight`` adds an embedding-distillation term
 ``mean(1 - cos(f(x_r), f_0(x_r)))`` on retain images against the frozen original ``f_0``, and the
@@ -47,7 +49,8 @@ class Dispersion(IterativeMethod):
 
     margin: float = param(0.2, 0.0, 1.0, "cosine floor is -margin")
     retain_weight: float = param(0.0, 0.0, 100.0, "weight of retain embedding distillation (0 = paper)")
-    views: int = param(8, 2, 64, "augmented views per identity in the one-shot setting")
+    views: int = param(8, 2, 64, "augmented views per identity and batch in the one-shot setting")
+    view_bank: int = param(64, 2, 1024, "augmented views encoded per support image in the one-shot setting")
 
     def data_needs(self) -> frozenset[str]:
         return self.needs | ({"retain"} if self.retain_weight > 0 else set())
@@ -56,8 +59,11 @@ class Dispersion(IterativeMethod):
         self._reference = model.clone().eval().requires_grad_(False) if self.retain_weight > 0 else None
         data = request.forget_data()
         self.one_shot_ = bool(torch.bincount(data.labels.cpu()).max() <= 1)
-        if self.one_shot_ and request.encode is None:
-            raise InvalidParameter("one-shot dispersion needs request.encode to embed augmented views")
+        if self.one_shot_:
+            if request.encode is None:
+                raise InvalidParameter("one-shot dispersion needs request.encode to embed augmented views")
+            chips = data.chips.repeat(self.view_bank, axis=0)  # view_bank views of image 0, then image 1, ...
+            self._bank = request.encode(augment_chips(chips, generator))
 
     def sample(self, request: UnlearnRequest, generator: torch.Generator) -> Batch:
         if not self.one_shot_:
@@ -65,9 +71,8 @@ class Dispersion(IterativeMethod):
         data = request.forget_data()
         n_ids = max(1, min(len(data), self.batch_size // self.views))
         pick = torch.randperm(len(data), generator=generator)[:n_ids]
-        chips = data.chips[pick.numpy().repeat(self.views)]
-        x = request.encode(augment_chips(chips, generator))
-        batch = Batch(x, data.labels[pick.to(data.labels.device)].repeat_interleave(self.views))
+        rows = pick[:, None] * self.view_bank + torch.randint(self.view_bank, (n_ids, self.views), generator=generator)
+        batch = Batch(self._bank[rows.flatten().to(self._bank.device)], data.labels[pick.to(data.labels.device)].repeat_interleave(self.views))
         if request.retain is not None:
             retain = super().sample(request, generator)
             batch.retain_x, batch.retain_y = retain.retain_x, retain.retain_y
