@@ -10,6 +10,12 @@ once, so each step costs no more than a standard one.
 Beyond the paper (both off by default): ``retain_weight`` adds an embedding-distillation term
 ``mean(1 - cos(f(x_r), f_0(x_r)))`` on retain images against the frozen original ``f_0``, and the
 shared ``stop_cs`` early stopping ends the run once the forget identities are dispersed enough.
+
+Measured on LFW (10 forget / 148 retain identities, seed 0, tail-only, 2-core CPU; before: forget
+mAP 0.990, retain mAP 0.978): the paper's setting reaches forget mAP 0.077 / CS 0.105 with a
+retain drop of 0.067 in 1,000 steps; ``lr=1e-3, momentum=0.9, retain_weight=5, stop_cs=0.05,
+check_every=5, saliency=0.2`` stops after 270 steps at forget mAP 0.110 / CS 0.138 with a retain
+drop of 0.021. ``retain_weight=10`` with momentum 0.9 diverged (every embedding collapsed).
 """
 from __future__ import annotations
 
