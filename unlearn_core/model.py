@@ -75,6 +75,10 @@ class FaceModel(nn.Module):
         memo = {id(stage): stage for stage in self.backbone.stages[: self.start]}
         return copy.deepcopy(self, memo)
 
+    def frozen_copy(self) -> "FaceModel":
+        """A clone in eval mode with no gradients: a fixed teacher or reference for a method."""
+        return self.clone().eval().requires_grad_(False)
+
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device

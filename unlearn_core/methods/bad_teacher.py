@@ -36,8 +36,8 @@ class BadTeacher(IterativeMethod):
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
         if model.head is None:
             raise InvalidParameter("bad_teacher needs a model with an identity head")
-        self._competent = model.clone().eval().requires_grad_(False)
-        self._incompetent = model.clone().eval().requires_grad_(False)
+        self._competent = model.frozen_copy()
+        self._incompetent = model.frozen_copy()
         head = self._incompetent.head
         head.weight.copy_(torch.randn(head.weight.shape, generator=generator).to(head.weight.device))
 

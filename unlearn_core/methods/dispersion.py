@@ -62,7 +62,7 @@ class Dispersion(IterativeMethod):
         return self.needs | ({"retain"} if self.retain_weight > 0 else set())
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        self._reference = model.clone().eval().requires_grad_(False) if self.retain_weight > 0 else None
+        self._reference = model.frozen_copy() if self.retain_weight > 0 else None
         data = request.forget_data()
         self.one_shot_ = bool(torch.bincount(data.labels.cpu()).max() <= 1)
         if self.one_shot_:

@@ -38,7 +38,7 @@ class SCRUB(IterativeMethod):
     temperature: float = param(4.0, 0.1, 100.0, "distillation temperature")
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        self._teacher = model.clone().eval().requires_grad_(False)
+        self._teacher = model.frozen_copy()
         self._step = 0
 
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
