@@ -121,8 +121,10 @@ def _run(ws: Workspace, name: str, cap: int | None, one_shot: bool, progress: Pr
             "run_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
 
-def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Run every method on every seed; returns the raw per-seed results (JSON-serialisable)."""
+def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | None = None,
+              on_seed: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every method on every seed; returns the raw per-seed results (JSON-serialisable).
+    ``on_seed`` receives the results so far after each seed (so a cut run keeps what it measured)."""
     progress = progress or (lambda f, m: None)
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     names = config.method_names()
@@ -174,7 +176,9 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
                     f"    -> unlearn {run['seconds']:.1f} s ({run['iterations_run']} it; with evaluation {run['run_s']:.1f} s, "
                     f"CPU {run['cpu_s']:.1f} s), forget mAP {run['metrics']['forget']['mAP']:.3f}, retain mAP {run['metrics']['retain']['mAP']:.3f}")
         results["seeds"].append(record)
-    results["total_s"] = time.perf_counter() - started
+        results["total_s"] = time.perf_counter() - started
+        if on_seed is not None:
+            on_seed(results)
     return results
 
 

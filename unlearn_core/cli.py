@@ -116,17 +116,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, backbone=args.backbone, device=args.device,
                                   train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain),
     )
+
+    def save(results: dict) -> None:
+        if args.out:
+            Path(args.out).write_text(render_markdown(results))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        if args.out or args.json:
+            print(f"results after {len(results['seeds'])} seed(s) written to {args.out or ''} {args.json or ''}", file=sys.stderr)
+
     progress = TqdmProgress()
-    results = run_bench(config, progress, log=lambda m: tqdm.write(m, file=sys.stderr))
+    results = run_bench(config, progress, log=lambda m: tqdm.write(m, file=sys.stderr), on_seed=save)
     progress.close()
-    table = render_markdown(results)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table)
-        print(f"table written to {args.out}", file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"per-seed results written to {args.json}", file=sys.stderr)
+    print(render_markdown(results))
     return 0
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InvalidParameter
 from ..model import FaceModel
 from .base import Batch, IterativeMethod, UnlearnRequest, param, register_method
 from .distill import kl_to_teacher
@@ -26,6 +25,7 @@ from .distill import kl_to_teacher
 class BadTeacher(IterativeMethod):
     name = "bad_teacher"
     summary = "Distil retain images from the original, forget images from a random-head teacher"
+    requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
     iterations: int = param(40, 1, 100_000, "optimisation steps")
@@ -34,8 +34,6 @@ class BadTeacher(IterativeMethod):
     forget_weight: float = param(1.0, 0.0, 100.0, "weight of the forget (incompetent-teacher) KL")
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        if model.head is None:
-            raise InvalidParameter("bad_teacher needs a model with an identity head")
         self._competent = model.frozen_copy()
         self._incompetent = model.frozen_copy()
         head = self._incompetent.head

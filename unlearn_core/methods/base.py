@@ -83,6 +83,8 @@ class UnlearningMethod(ABC):
     needs: ClassVar[frozenset[str]] = frozenset({"forget", "support"})
     """Request parts this method may read: any of 'forget', 'support', 'retain', 'test'.
     'retain' (and 'test') here means the method cannot run without them."""
+    requires_head: ClassVar[bool] = False
+    """True when the method reads the model's CosFace identity head (logits, class weights)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -117,6 +119,10 @@ class UnlearningMethod(ABC):
         """Request parts this configured instance reads (may depend on its parameters)."""
         return self.needs
 
+    def needs_head(self) -> bool:
+        """Whether this configured instance reads the identity head (may depend on its parameters)."""
+        return self.requires_head
+
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.parameters()}
 
@@ -128,6 +134,8 @@ class UnlearningMethod(ABC):
             raise InvalidParameter(f"{self.name}: the request holds neither forget images nor a support sample")
         if "retain" in needs and request.retain is None:
             raise InvalidParameter(f"{self.name} needs retain data in the request")
+        if self.needs_head() and model.head is None:
+            raise InvalidParameter(f"{self.name} needs a model with an identity head")
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         copy = model.clone()
@@ -171,6 +179,9 @@ class IterativeMethod(UnlearningMethod):
     check_every: int = param(10, 1, 10_000, "steps between early-stopping checks")
     saliency: float | None = param(None, 0.01, 1.0, "SalUn: update only this fraction of weights (largest forget-loss gradients)", optional=True)
     clip_norm: float | None = param(None, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
+
+    def needs_head(self) -> bool:
+        return self.requires_head or self.saliency is not None  # the saliency mask ranks CosFace-loss gradients
 
     def _optimiser(self, model: FaceModel) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.trainable_parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)

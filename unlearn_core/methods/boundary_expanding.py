@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvalidParameter
 from ..model import FaceModel
 from .base import Batch, Budget, IterativeMethod, Progress, UnlearnRequest, cosface_loss, param, register_method
 
@@ -28,13 +27,12 @@ from .base import Batch, Budget, IterativeMethod, Progress, UnlearnRequest, cosf
 class BoundaryExpanding(IterativeMethod):
     name = "boundary_expanding"
     summary = "Train forget images into a temporary shadow identity, then delete it (Chen et al. 2023)"
+    requires_head = True
 
     iterations: int = param(100, 1, 100_000, "optimisation steps")
     lr: float = param(1e-5, 1e-8, 1.0, "SGD learning rate")
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        if model.head is None:
-            raise InvalidParameter(f"{self.name} needs a model with an identity head")
         weight = model.head.weight.detach()
         shadow = F.normalize(torch.randn(1, weight.shape[1], generator=generator), dim=1).to(weight)
         model.head.weight = nn.Parameter(torch.cat([weight, shadow * weight.norm(dim=1).mean()]))

@@ -37,6 +37,7 @@ def fgsm_neighbour_labels(model: FaceModel, x: torch.Tensor, y: torch.Tensor, ep
 class BoundaryShrink(IterativeMethod):
     name = "boundary_shrink"
     summary = "Relabel forget images with their FGSM nearest-other identity and fine-tune (S0 Eq. 9)"
+    requires_head = True
 
     iterations: int = param(500, 1, 100_000, "optimisation steps")
     lr: float = param(1e-5, 1e-8, 1.0, "SGD learning rate")

@@ -29,6 +29,7 @@ def trainable_layers(model: FaceModel) -> list[nn.Module]:
 class CFk(IterativeMethod):
     name = "cf_k"
     summary = "Fine-tune only the last k layers on retain data (catastrophic forgetting)"
+    requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
     k: int = param(2, 1, 1000, "number of final layers fine-tuned (head = 1, embedding fc = 2, ...)")

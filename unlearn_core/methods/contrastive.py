@@ -59,6 +59,7 @@ def contrastive_unlearning_loss(forget: torch.Tensor, forget_labels: torch.Tenso
 class Contrastive(IterativeMethod):
     name = "contrastive"
     summary = "Push forget embeddings towards other identities' retained images (S4 Eq. 5-7)"
+    requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
     iterations: int = param(100, 1, 100_000, "optimisation steps (each forget batch is used `repeats` times)")
@@ -76,8 +77,6 @@ class Contrastive(IterativeMethod):
         return self.needs | ({"test"} if self.mode == "sample" and self.terminate else set())
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        if model.head is None:
-            raise InvalidParameter(f"{self.name} needs a model with an identity head")
         shared = set(request.forget_data().labels.tolist()) & set(request.retain.labels.tolist())
         if self.mode == "sample" and not shared:
             raise InvalidParameter("contrastive mode='sample' needs retained images of the forget identities; use mode='class'")

@@ -23,6 +23,7 @@ from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, r
 class Finetune(IterativeMethod):
     name = "finetune"
     summary = "Keep training the original model on retained identities only"
+    requires_head = True
     needs = frozenset({"retain"})
 
     iterations: int = param(100, 1, 100_000, "optimisation steps")

@@ -23,6 +23,7 @@ from .base import Batch, IterativeMethod, cosface_loss, param, register_method
 class GradientAscent(IterativeMethod):
     name = "gradient_ascent"
     summary = "Climb the CosFace loss of the forget images (S0 Eq. 8)"
+    requires_head = True
 
     iterations: int = param(50, 1, 100_000, "optimisation steps")
     lr: float = param(1e-5, 1e-8, 1.0, "SGD learning rate")

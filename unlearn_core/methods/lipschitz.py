@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InvalidParameter
 from ..model import FaceModel
 from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, register_method
 
@@ -51,9 +50,10 @@ class Lipschitz(IterativeMethod):
     def data_needs(self) -> frozenset[str]:
         return self.needs | ({"retain"} if self.lambda_retain > 0 else set())
 
+    def needs_head(self) -> bool:
+        return super().needs_head() or self.lambda_retain > 0
+
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        if self.lambda_retain > 0 and model.head is None:
-            raise InvalidParameter(f"{self.name} with lambda_retain > 0 needs a model with an identity head")
         self._generator = generator
 
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:

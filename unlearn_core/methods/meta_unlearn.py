@@ -80,6 +80,7 @@ def functional_forward(model: FaceModel, params: Params, x: torch.Tensor,
 class MetaUnlearn(UnlearningMethod):
     name = "meta_unlearn"
     summary = "Meta-learned loss; unlearns from one support image per identity in one step (S2)"
+    requires_head = True
     needs = frozenset({"support", "retain", "test"})
 
     meta_iterations: int = param(20, 1, 100_000, "simulated unlearning requests for meta-training")
@@ -91,8 +92,6 @@ class MetaUnlearn(UnlearningMethod):
 
     def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
                  generator: torch.Generator) -> None:
-        if model.head is None:
-            raise InvalidParameter("meta_unlearn needs a model with an identity head")
         support = request.support
         if support is None:
             raise InvalidParameter("meta_unlearn unlearns from the support sample; the request has none")

@@ -43,6 +43,7 @@ def protected_subspace(directions: torch.Tensor, energy: float) -> torch.Tensor:
 class PGU(IterativeMethod):
     name = "pgu"
     summary = "Gradient ascent on the forget images, projected away from retained identities' directions"
+    requires_head = True
     needs = frozenset({"forget", "support"})
 
     iterations: int = param(10, 1, 100_000, "optimisation steps")
@@ -50,8 +51,6 @@ class PGU(IterativeMethod):
     energy: float = param(0.9, 0.0, 1.0, "share of the retained class directions' energy protected")
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        if model.head is None:
-            raise InvalidParameter("pgu needs a model with an identity head")
         n_classes = model.head.n_classes
         retained = torch.ones(n_classes, dtype=torch.bool, device=model.head.weight.device)
         retained[torch.as_tensor(request.forget_classes, dtype=torch.long)] = False

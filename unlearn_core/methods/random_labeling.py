@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InvalidParameter
 from ..model import FaceModel
 from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, register_method
 
@@ -27,6 +26,7 @@ from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, r
 class RandomLabeling(IterativeMethod):
     name = "random_labeling"
     summary = "Fine-tune forget images towards uniformly random identities, retain images on their own (S0 Eq. 7)"
+    requires_head = True
 
     iterations: int = param(250, 1, 100_000, "optimisation steps")
     lambda_retain: float = param(1.0, 0.0, 100.0, "weight of the CosFace loss on retained images")
@@ -35,8 +35,6 @@ class RandomLabeling(IterativeMethod):
         return self.needs | ({"retain"} if self.lambda_retain > 0 else set())
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
-        if model.head is None:
-            raise InvalidParameter(f"{self.name} needs a model with an identity head")
         self._n_classes = model.head.n_classes
 
     def sample(self, request: UnlearnRequest, generator: torch.Generator) -> Batch:

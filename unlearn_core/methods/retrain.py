@@ -26,6 +26,7 @@ from .base import Budget, Progress, UnlearningMethod, UnlearnRequest, param, reg
 class Retrain(UnlearningMethod):
     name = "retrain"
     summary = "Fine-tune the pretrained embedder on retained identities only (the gold standard)"
+    requires_head = True
     needs = frozenset({"retain"})
 
     epochs: float = param(10.0, 0.01, 1000.0, "passes over the retained images")
@@ -39,8 +40,6 @@ class Retrain(UnlearningMethod):
                  generator: torch.Generator) -> None:
         if request.pretrained is None:
             raise InvalidParameter("retrain needs the pretrained backbone in the request (request.pretrained)")
-        if model.head is None:
-            raise InvalidParameter("retrain needs a model with an identity head")
         retain = request.retain
         epochs = self.epochs
         if budget.iterations is not None:  # +0.5: train_cosface floors epochs * n / batch_size to whole steps

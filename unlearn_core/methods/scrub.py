@@ -27,6 +27,7 @@ from .distill import kl_to_teacher
 class SCRUB(IterativeMethod):
     name = "scrub"
     summary = "Teacher-student min-max: diverge on forget, stay close on retain (SCRUB)"
+    requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
     iterations: int = param(40, 1, 100_000, "optimisation steps (max and min steps together)")

@@ -26,6 +26,7 @@ from .importance import forget_specific, parameter_importance
 class SSD(UnlearningMethod):
     name = "ssd"
     summary = "Dampen weights whose Fisher importance for the forget data dominates (Foster et al. 2024)"
+    requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
     alpha: float = param(10.0, 0.0, 1e6, "select weights with forget importance > alpha x retain importance")

@@ -26,6 +26,7 @@ from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, r
 class UNSIR(IterativeMethod):
     name = "unsir"
     summary = "Train on error-maximising noise for the forget identities, then repair on retain data"
+    requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
     iterations: int = param(30, 1, 100_000, "impair + repair steps")

@@ -36,6 +36,7 @@ class ConstrainedUnlearning(IterativeMethod):
     """Modify selected weights once (``modify``), then fine-tune on retain images keeping the
     modified weights within ``epsilon`` of their new values; weights in ``self._slow`` move at
     ``slow_lr_scale`` times the learning rate."""
+    requires_head = True
 
     needs = frozenset({"forget", "support", "retain"})
     iterations: int = param(30, 1, 100_000, "constrained fine-tuning steps on retain images")
