@@ -18,7 +18,8 @@ from unlearn_core.methods import base as methods_base
 SEEDS = [0, 1]
 METHODS = ["dispersion", "hard_dispersion", "broken_for_test"]
 PERCENT = {"Forget mAP ↓": ("forget", "mAP"), "Forget R@1 ↓": ("forget", "rank1"), "Forget acc ↓": ("forget", "centroid_acc"),
-           "Retain mAP ↑": ("retain", "mAP"), "Retain R@1 ↑": ("retain", "rank1"), "Retain acc ↑": ("retain", "centroid_acc")}
+           "Retain mAP ↑": ("retain", "mAP"), "Retain R@1 ↑": ("retain", "rank1"), "Retain acc ↑": ("retain", "centroid_acc"),
+           "Forget cls ↓": ("forget", "head_acc"), "Retain cls ↑": ("retain", "head_acc")}
 PLAIN = {"Forget CS ↓": ("forget", "cs"), "Retain CS": ("retain", "cs")}
 
 

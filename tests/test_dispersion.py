@@ -43,6 +43,23 @@ def test_retain_term_and_early_stopping_keep_retain(lfw_workspace, before):
     assert before["retain"]["mAP"] - kept["after"]["retain"]["mAP"] < 0.03
 
 
+FAST = {"lr": 2e-3, "momentum": 0.9, "retain_weight": 5.0, "clip_norm": 5.0, "stop_cs": 0.05, "train_blocks": 2}
+"""The retain-preserving setting the README reports (beats the paper's retain drop on LFW)."""
+
+
+def test_fast_setting_trains_only_the_last_blocks_and_keeps_retain(lfw_workspace, before):
+    method = create_method("dispersion", iterations=600, **FAST)
+    model = method.unlearn(lfw_workspace.original, lfw_workspace.request())
+    after = lfw_workspace.evaluate(model)
+    assert after["forget"]["mAP"] < 0.5 * before["forget"]["mAP"]
+    assert before["retain"]["mAP"] - after["retain"]["mAP"] < 0.02
+    assert method.n_iter_ < 600, "early stopping should end the run"
+    blocks, original_blocks = model.trainable_blocks(), lfw_workspace.original.trainable_blocks()
+    for block, original in zip(blocks[:-2], original_blocks[:-2]):
+        assert all(torch.equal(a, b) for a, b in zip(block.state_dict().values(), original.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(blocks[-1].state_dict().values(), original_blocks[-1].state_dict().values()))
+
+
 def test_one_shot_dispersion_transfers_to_other_photos(lfw_workspace, before):
     _, report = run_method(lfw_workspace, AuditConfig(method="dispersion", one_shot=True, iterations=200))
     # evaluated on the identities' held-out test photos, never seen by the method

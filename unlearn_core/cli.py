@@ -19,7 +19,7 @@ from .methods import list_methods, method_class
 from .pipeline import AuditConfig, WorkspaceConfig, run_audit
 from .privacy import format_privacy_table
 
-METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc")
+METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def format_table(report: dict[str, Any]) -> str:
         for when in ("before", "after"):
             if part in report[when]:
                 m = report[when][part]
-                lines.append(f"{part:<16}{when:<8}" + "".join(f"{m[c]:>13.3f}" for c in METRIC_COLUMNS))
+                lines.append(f"{part:<16}{when:<8}" + "".join(f"{m[c]:>13.3f}" if c in m else f"{'-':>13}" for c in METRIC_COLUMNS))
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ chips (for other augmentations and for display).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,6 +40,13 @@ class FaceData:
         if flip is not None:
             x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)).to(x.device), self.inputs_flipped[idx], x)
         return x, self.labels[idx]
+
+    @torch.no_grad()
+    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 256) -> "FaceData":
+        """The same images with ``fn`` applied to their inputs and flipped inputs, in batches."""
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return FaceData(run(self.inputs), run(self.inputs_flipped), self.labels, self.chips, self.image_ids)
 
     def to(self, device: torch.device | str) -> "FaceData":
         return FaceData(self.inputs.to(device), self.inputs_flipped.to(device), self.labels.to(device), self.chips, self.image_ids)

@@ -8,6 +8,7 @@ on a copy and the original stays untouched.
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,14 @@ class CosFaceHead(nn.Module):
         return self.scale * cos
 
 
+class BlockChain(StagedEmbedder):
+    """Blocks run in order, one stage each (the trainable suffix of another model, see ``FaceModel.split``)."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.stages = nn.ModuleList(blocks)
+
+
 class FaceModel(nn.Module):
     """Stages ``start..`` of a backbone (trainable) on top of frozen, shared earlier stages."""
 
@@ -66,9 +75,29 @@ class FaceModel(nn.Module):
         params = [p for stage in self.backbone.stages[self.start:] for p in stage.parameters()]
         return params + (list(self.head.parameters()) if self.head is not None else [])
 
+    def trainable_blocks(self) -> list[nn.Module]:
+        """Stages ``start..`` as a sequence of blocks, input to output (a stage's children when it has several)."""
+        return [block for stage in self.backbone.stages[self.start:]
+                for block in (list(stage.children()) if isinstance(stage, nn.Sequential) else [stage])]
+
     def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         ids = {id(p) for p in self.trainable_parameters()}
         return [(n, p) for n, p in self.named_parameters() if id(p) in ids]
+
+    def split(self, n_blocks: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], "FaceModel"]:
+        """``(prefix, suffix)``: ``prefix`` runs all but the last ``n_blocks`` trainable blocks (no
+        grad); ``suffix`` is a model of those last blocks and the head, sharing their parameters, so
+        ``suffix(prefix(x)) == self(x)`` and training ``suffix`` trains this model's last blocks."""
+        blocks = self.trainable_blocks()
+        if not 1 <= n_blocks <= len(blocks):
+            raise ValueError(f"n_blocks must be in [1, {len(blocks)}], got {n_blocks}")
+        frozen = nn.Sequential(*blocks[: len(blocks) - n_blocks])
+
+        @torch.no_grad()
+        def prefix(x: torch.Tensor) -> torch.Tensor:
+            return frozen(x)
+
+        return prefix, FaceModel(BlockChain(blocks[len(blocks) - n_blocks :]), 0, self.head).train(self.training)
 
     def clone(self) -> "FaceModel":
         """A copy whose trainable stages and head are new tensors; frozen stages are shared."""

@@ -24,6 +24,7 @@ from .errors import DataUnavailable, InvalidParameter
 from .faces import ChipCache, FaceDetector
 from .features import FaceData, InputEncoder
 from .methods import Budget, UnlearnRequest, create_method
+from .methods.base import head_accuracy
 from .metrics import centroid_accuracy, centroids, compactness, retrieval
 from .model import CosFaceHead, FaceModel
 from .privacy import privacy_audit
@@ -207,6 +208,8 @@ class Workspace:
             out = retrieval(emb[queries], lab[queries], g_emb, g_lab, ids[queries], g_ids)
             out["cs"] = compactness(emb[queries], lab[queries])
             out["centroid_acc"] = centroid_accuracy(emb[queries], lab[queries], class_centroids)
+            if model.head is not None:  # forgetting in the classification sense: the head no longer names the person
+                out["head_acc"] = head_accuracy(model, self.data[queries])
             return out
 
         result = {

@@ -19,7 +19,8 @@ from PIL import Image
 
 from .errors import InvalidParameter
 
-METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."))
+METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."),
+           ("head_acc", "head acc."))
 SETS = ("forget", "forget_extended", "retain")
 PROJECTIONS = ("tsne", "umap")
 FORGET_COLOUR, CORRECT_COLOUR, WRONG_COLOUR = "#d62728", "#2ca02c", "#d62728"

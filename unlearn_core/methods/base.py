@@ -59,6 +59,12 @@ class UnlearnRequest:
     def restricted_to(self, needs: frozenset[str]) -> "UnlearnRequest":
         return dataclasses.replace(self, **{p: None for p in DATA_PARTS + ("test",) if p not in needs})
 
+    def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "UnlearnRequest":
+        """This request with every part's inputs (and ``encode``'s output) passed through ``fn``."""
+        parts = {p: getattr(self, p).map_inputs(fn) for p in DATA_PARTS + ("test",) if getattr(self, p) is not None}
+        encode = (lambda chips, inner=self.encode: fn(inner(chips))) if self.encode is not None else None
+        return dataclasses.replace(self, encode=encode, **parts)
+
     def forget_data(self) -> FaceData:
         """The forget-side data this request carries: the forget set, else the support sample."""
         data = self.forget if self.forget is not None else self.support
@@ -158,6 +164,8 @@ class Batch:
     y: torch.Tensor
     retain_x: torch.Tensor | None = None
     retain_y: torch.Tensor | None = None
+    retain_target: torch.Tensor | None = None
+    """Precomputed reference outputs for ``retain_x``, for methods that cache them."""
 
 
 @dataclass
@@ -179,6 +187,9 @@ class IterativeMethod(UnlearningMethod):
     check_every: int = param(10, 1, 10_000, "steps between early-stopping checks")
     saliency: float | None = param(None, 0.01, 1.0, "SalUn: update only this fraction of weights (largest forget-loss gradients)", optional=True)
     clip_norm: float | None = param(None, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
+    train_blocks: int | None = param(None, 1, 1000, "train only the last N blocks of the trainable part (None = all)", optional=True)
+    """Fewer trainable blocks: the request's inputs are pushed through the frozen ones once
+    (``FaceModel.split``), so each step runs only the last ``train_blocks`` blocks."""
 
     def needs_head(self) -> bool:
         return self.requires_head or self.saliency is not None  # the saliency mask ranks CosFace-loss gradients
@@ -190,14 +201,16 @@ class IterativeMethod(UnlearningMethod):
         """Hook: prepare state (frozen references, masks) before the first step."""
 
     def sample(self, request: UnlearnRequest, generator: torch.Generator) -> Batch:
-        data = request.forget_data()
-        idx = pk_batch(data.labels, self.batch_size, generator)
-        x, y = data.batch(idx.to(data.labels.device), flip_mask(len(idx), generator))
-        batch = Batch(x, y)
+        batch = self.forget_batch(request.forget_data(), generator)
         if request.retain is not None:
             ridx = random_batch(len(request.retain), self.batch_size, generator).to(request.retain.labels.device)
             batch.retain_x, batch.retain_y = request.retain.batch(ridx, flip_mask(len(ridx), generator))
         return batch
+
+    def forget_batch(self, data: FaceData, generator: torch.Generator) -> Batch:
+        """A PK-sampled, randomly flipped batch of ``data`` (forget-side inputs only)."""
+        idx = pk_batch(data.labels, self.batch_size, generator)
+        return Batch(*data.batch(idx.to(data.labels.device), flip_mask(len(idx), generator)))
 
     @abstractmethod
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
@@ -206,8 +219,18 @@ class IterativeMethod(UnlearningMethod):
     def after_step(self, model: FaceModel) -> None:
         """Hook: e.g. re-apply a weight mask."""
 
+    def select(self, request: UnlearnRequest, generator: torch.Generator) -> UnlearnRequest:
+        """Hook: the part of the request the loop will use (e.g. a subset of the retain images)."""
+        return request
+
     def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
                  generator: torch.Generator) -> None:
+        request = self.select(request, generator)
+        if self.train_blocks is not None and self.train_blocks < len(model.trainable_blocks()):
+            # the frozen blocks run once per image here, not at every step
+            progress(0.0, f"{self.name}: encoding through the {len(model.trainable_blocks()) - self.train_blocks} frozen blocks")
+            prefix, model = model.split(self.train_blocks)
+            request = request.mapped(prefix)
         self.setup(model, request, generator)
         mask = saliency_mask(model, request.forget_data(), self.saliency, cosface_loss) if self.saliency is not None else None
         optimiser = self._optimiser(model)

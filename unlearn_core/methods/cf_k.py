@@ -20,8 +20,7 @@ from .base import Batch, IterativeMethod, cosface_loss, param, register_method
 
 def trainable_layers(model: FaceModel) -> list[nn.Module]:
     """The trainable layers from input to output: each child of each trainable stage, then the head."""
-    layers = [child for stage in model.backbone.stages[model.start:] for child in stage.children()]
-    return layers + ([model.head] if model.head is not None else [])
+    return model.trainable_blocks() + ([model.head] if model.head is not None else [])
 
 
 @register_method
