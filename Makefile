@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install run test bench
+.PHONY: install run test bench bench-short
 install: $(VENV)/.installed
 
 run: install
@@ -21,4 +21,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --out docs/bench-lfw.md --json docs/bench-lfw.json
+	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --budget paper --out docs/bench-lfw.md --json docs/bench-lfw.json
+
+bench-short: install
+	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --budget short --out docs/bench-lfw-short.md --json docs/bench-lfw-short.json

@@ -27,7 +27,7 @@ from unlearn_core import viz
 from unlearn_core.data import load_gallery, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError
 from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me
-from unlearn_core.methods import list_methods, method_class
+from unlearn_core.methods import list_methods, method_class, preset_params
 from unlearn_core.privacy import format_privacy_table, privacy_audit
 from unlearn_core.pipeline import AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 
@@ -388,8 +388,39 @@ def method_help() -> str:
     for name in list_methods():
         cls = method_class(name)
         params = ", ".join(f"`{p}`={spec['default']}" for p, spec in cls.parameters().items())
-        lines.append(f"- **{name}**: {cls.summary}. Parameters: {params}")
+        presets = "".join(f" Preset *{p}*: `{json.dumps(v)}`." for p, v in cls.presets.items())
+        lines.append(f"- **{name}**: {cls.summary}. Parameters: {params}.{presets}")
     return "\n".join(lines)
+
+
+PRESET_SEPARATOR = " · "
+DEFAULTS = "method defaults"
+
+
+def preset_choices() -> list[str]:
+    return [DEFAULTS] + [f"{name}{PRESET_SEPARATOR}{preset}" for name in list_methods() for preset in method_class(name).presets]
+
+
+def _preset(choice: str | None) -> tuple[str, dict[str, Any]] | None:
+    if not choice or choice == DEFAULTS:
+        return None
+    name, preset = choice.split(PRESET_SEPARATOR, 1)
+    return name, preset_params(name, preset)
+
+
+def apply_preset(choice: str | None, method: str) -> tuple[Any, str]:
+    """Forget-me tab: a preset picks its method and fills the parameters box."""
+    chosen = _preset(choice)
+    return (method, "") if chosen is None else (chosen[0], json.dumps(chosen[1]))
+
+
+def apply_audit_preset(choice: str | None, methods: list[str] | None) -> tuple[list[str], str]:
+    """Audit tab: a preset adds its method to the selection and sets its parameters ({method: {...}})."""
+    chosen = _preset(choice)
+    if chosen is None:
+        return list(methods or []), ""
+    name, params = chosen
+    return sorted(set(methods or []) | {name}), json.dumps({name: params})
 
 
 def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
@@ -409,6 +440,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                                         sources=["upload", "webcam"], elem_id="portrait")
                     extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}; used only to test the result)",
                                      file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
+                    fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
                     fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
                     fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
                     fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
@@ -434,6 +466,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
                     au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")
                     au_seed = gr.Number(0, precision=0, label="Seed")
+                    au_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="au-preset")
                     au_methods = gr.CheckboxGroup(list_methods(), value=[default_method], label="Methods")
                     au_iterations = gr.Slider(1, 2000, value=settings.iterations, step=1, label="Iterations")
                     au_params = gr.Textbox(label="Parameters (JSON: one object for all methods, or {method: {...}})", placeholder='{"margin": 0.2}')
@@ -453,6 +486,8 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     au_privacy = gr.Markdown(elem_id="au-privacy")
                     au_download = gr.HTML(elem_id="au-download")
         info = gr.JSON(visible=False)
+        fm_preset.change(apply_preset, [fm_preset, fm_method], [fm_method, fm_params])
+        au_preset.change(apply_audit_preset, [au_preset, au_methods], [au_methods, au_params])
         fm_button.click(run_forget_me, [portrait, extras, fm_method, fm_iterations, fm_largest, fm_params, state],
                         [fm_status, fm_crop, fm_metrics, fm_bars, fm_before, fm_after, fm_privacy, fm_download, state],
                         api_name="forget_me")

@@ -122,3 +122,12 @@ def test_starts_without_any_gallery_and_says_how_to_get_one(tmp_path, monkeypatc
         assert "/forget_me" in Client(url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
     finally:
         demo.close()
+
+
+def test_presets_fill_method_and_parameters():
+    choice = next(c for c in app.preset_choices() if c.startswith("dispersion" + app.PRESET_SEPARATOR))
+    method, params = app.apply_preset(choice, "gradient_ascent")
+    assert method == "dispersion" and app._params(params) == app.preset_params("dispersion", "retain-preserving")
+    assert app.apply_preset(app.DEFAULTS, "ssd") == ("ssd", "")
+    methods, params = app.apply_audit_preset(choice, ["ssd"])
+    assert methods == ["dispersion", "ssd"] and app._params(params) == {"dispersion": app.preset_params("dispersion", "retain-preserving")}

@@ -12,6 +12,7 @@ import pytest
 
 from unlearn_core import bench
 from unlearn_core.cli import main
+from unlearn_core.errors import InvalidParameter
 from unlearn_core.methods import IterativeMethod, list_methods
 from unlearn_core.methods import base as methods_base
 
@@ -40,11 +41,11 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(methods_base._REGISTRY, BrokenForTest.name, BrokenForTest)
-        patch.setattr(bench, "ITERATION_OVERRIDES", {"retrain": 8})  # a short reference keeps the test fast
+        patch.setitem(bench.BUDGETS, "short", bench.BudgetProfile(40, {"retrain": 8}, "test budget"))  # a short reference keeps the test fast
         with contextlib.redirect_stdout(stdout):
             rc = main(["bench", "--dataset", "olivetti", "--forget", "5", "--distractors", "0", "--device", "cpu",
                        "--train-from", "tail", "--methods", ",".join(METHODS), "--seeds", ",".join(map(str, SEEDS)),
-                       "--iterations", "6", "--out", str(md), "--json", str(js)])
+                       "--budget", "short", "--iterations", "6", "--out", str(md), "--json", str(js)])
     return {"rc": rc, "stdout": stdout.getvalue(), "markdown": md.read_text(), "results": json.loads(js.read_text())}
 
 
@@ -73,7 +74,7 @@ def test_bench_cli_writes_the_table_and_prints_it(bench_run: dict) -> None:
     header = bench_run["markdown"].split("## ", 1)[0]
     machine = bench_run["results"]["machine"]
     for fact in (machine["cpu"], f"{machine['cores']} cores", f"torch {machine['torch']}", "Device: CPU", "dlib_resnet",
-                 "olivetti", "Seeds: 0, 1", "dispersion 6 (method default 1000)"):
+                 "olivetti", "Seeds: 0, 1", "dispersion 6 (method default 1000)", "retrain 8", "Budget `short` (test budget)"):
         assert fact in header, fact
     assert [r["seed"] for r in bench_run["results"]["seeds"]] == SEEDS
     forget_sets = [tuple(r["forget_identities"]) for r in bench_run["results"]["seeds"]]
@@ -145,3 +146,12 @@ def test_formatting_and_one_shot_eligibility() -> None:
     assert "full forget set" in bench.one_shot_skip_reason(frozenset({"forget"}))
     assert "no forget-side" in bench.one_shot_skip_reason(frozenset({"retain"}))
     assert "retain and test data" in bench.one_shot_skip_reason(frozenset({"forget", "support", "retain", "test"}))
+
+
+def test_budget_profiles():
+    assert bench.BenchConfig(budget="paper").cap("dispersion") is None  # the method's own default
+    assert bench.BenchConfig(budget="paper").cap("lipschitz") == 100
+    assert bench.BenchConfig(budget="short").cap("gradient_ascent") == 40
+    assert bench.BenchConfig(budget="short", iterations=7).cap("gradient_ascent") == 7
+    with pytest.raises(InvalidParameter, match="budget must be one of"):
+        bench.BenchConfig(budget="tiny")

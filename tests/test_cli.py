@@ -14,6 +14,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_audit_writes_the_report_contract(tmp_path):
     out = tmp_path / "report.json"
     result = run_cli("audit", "--dataset", "olivetti", "--forget", "3", "--method", "dispersion", "--iterations", "30",
+                     "--preset", "retain-preserving", "--param", "lr=1e-3",
                      "--device", "cpu", "--distractors", "0", "--no-privacy", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "forget" in result.stdout and "retain" in result.stdout
@@ -21,6 +22,7 @@ def test_audit_writes_the_report_contract(tmp_path):
     for key in ("method", "dataset", "backbone", "device", "seed", "forget_identities", "timing_s", "before", "after"):
         assert key in report
     assert {"unlearn", "total"} <= set(report["timing_s"]) and len(report["forget_identities"]) == 3
+    assert report["params"]["retain_weight"] == 5.0 and report["params"]["lr"] == 1e-3  # the preset, then --param on top
     for when in ("before", "after"):
         for part in ("forget", "retain"):
             m = report[when][part]
@@ -32,9 +34,17 @@ def test_bad_input_gives_one_line_not_a_traceback():
     for args, message in [
         (("audit", "--method", "nope"), "unknown method"),
         (("audit", "--param", "lr=7"), "lr must be in"),
+        (("audit", "--preset", "fastest"), "has no preset 'fastest'"),
         (("audit", "--dataset", "folder:/nonexistent"), "does not exist"),
         (("audit", "--dataset", "olivetti", "--forget", "99", "--device", "cpu"), "n_forget must be between"),
     ]:
         result = run_cli(*args)
         assert result.returncode == 2
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_methods_lists_parameters_and_presets():
+    result = run_cli("methods", "-v")
+    assert result.returncode == 0
+    assert "dispersion" in result.stdout and "retain_weight" in result.stdout
+    assert "preset retain-preserving: lr=0.002" in result.stdout

@@ -67,6 +67,14 @@ def test_one_shot_dispersion_transfers_to_other_photos(lfw_workspace, before):
     assert before["retain"]["mAP"] - report["after"]["retain"]["mAP"] < 0.05
 
 
+def test_one_shot_early_stopping_watches_the_augmented_views(lfw_workspace):
+    # one photo per identity has no compactness of its own; without the views the run would never stop
+    method = create_method("dispersion", iterations=500, check_every=5, stop_cs=0.3,
+                           **{k: v for k, v in FAST.items() if k != "stop_cs"})
+    method.unlearn(lfw_workspace.original, lfw_workspace.request(one_shot=True))
+    assert method.n_iter_ < 500
+
+
 def test_original_is_untouched_and_runs_are_seeded(lfw_workspace):
     ws = lfw_workspace
     state = {k: v.clone() for k, v in ws.original.state_dict().items()}

@@ -31,16 +31,27 @@ from .errors import InvalidParameter
 from .methods import create_method, list_methods, method_class
 from .pipeline import PARTS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
 
-DEFAULT_ITERATIONS = 40
-"""Iteration cap for every method unless overridden below. Far below most papers' budgets so that
-LFW (40 retain identities) x 3 seeds x all methods fits in well under an hour on a 2-core CPU."""
+@dataclass(frozen=True)
+class BudgetProfile:
+    """A default iteration cap for every method plus per-method caps.
 
-ITERATION_OVERRIDES: dict[str, int | None] = {"retrain": 100, "dispersion": 300, "hard_dispersion": 300}
-"""Caps replacing ``--iterations`` for one method (key ``name``) or one method in one setting
-(key ``name@one_shot`` / ``name@standard``); ``None`` = the method's own default (no cap).
-``retrain`` (full recipe: 10 epochs, ~670 steps on LFW) is cut to 100 steps for the same reason;
-its time, and so every speed-up, refers to that shortened run. The dispersion losses get 300 of
-S0's 1,000 steps: most of their effect arrives by then on this protocol."""
+    ``overrides`` keys are a method ``name`` or one method in one setting (``name@one_shot`` /
+    ``name@standard``); a cap of ``None`` means the method's own default (no cap)."""
+
+    iterations: int | None
+    overrides: dict[str, int | None]
+    note: str
+
+
+BUDGETS: dict[str, BudgetProfile] = {
+    "paper": BudgetProfile(None, {"lipschitz": 100}, "each method's own default (the papers' budgets where they state one); "
+                           "lipschitz capped at 100 of its 1,000 steps (25 noise draws per image make a step ~1.3 s on 2 CPU cores)"),
+    "short": BudgetProfile(40, {"retrain": 100, "dispersion": 300, "hard_dispersion": 300},
+                           "40 steps for every method, 300 for the dispersion losses (most of their effect arrives by then), "
+                           "100 for retrain (its time, and so every speed-up, refers to that shortened run)"),
+}
+"""``paper`` fits LFW (40 retain identities) x 3 seeds x all methods in well under an hour on a 2-core
+CPU; ``short`` in about a quarter of that."""
 
 REFERENCE = "retrain"
 SETTINGS = ("standard", "one_shot")
@@ -54,11 +65,20 @@ class BenchConfig:
     methods: list[str] = field(default_factory=list)
     """Methods to compare (empty: all registered). ``retrain`` runs as the reference when registered."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    iterations: int | None = DEFAULT_ITERATIONS
-    overrides: dict[str, int | None] = field(default_factory=lambda: dict(ITERATION_OVERRIDES))
+    budget: str = "paper"
+    """A ``BUDGETS`` profile: the default cap and the per-method caps."""
+    iterations: int | None = None
+    """Replaces the profile's default cap (per-method caps still apply)."""
+    overrides: dict[str, int | None] = field(init=False)
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
 
     def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise InvalidParameter(f"budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
+        profile = BUDGETS[self.budget]
+        self.overrides = dict(profile.overrides)
+        if self.iterations is None:
+            self.iterations = profile.iterations
         if not self.seeds:
             raise InvalidParameter("bench needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -144,7 +164,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
     total = len(config.seeds) * (len(names) + len(one_shot))
     started, done = time.perf_counter(), 0
     results: dict[str, Any] = {
-        "config": {"methods": names, "seeds": config.seeds, "iterations": config.iterations, "overrides": config.overrides,
+        "config": {"methods": names, "seeds": config.seeds, "budget": config.budget, "budget_note": BUDGETS[config.budget].note,
+                   "iterations": config.iterations, "overrides": config.overrides,
                    "workspace": dataclasses.asdict(config.workspace)},
         "machine": machine(),
         "budgets": {n: {"cap": config.cap(n), "one_shot_cap": config.cap(n, "one_shot"),
@@ -302,7 +323,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- Seeds: {', '.join(str(s) for s in cfg['seeds'])} (one forget set each: {cfg['workspace']['n_forget']} forget identities, "
         f"{np.mean([r['n_retain_identities'] for r in seeds]):.0f} retain identities on average)",
         f"- Images per seed (mean): {size_text}",
-        f"- Iteration caps (`--iterations`, per-method overrides in `bench.ITERATION_OVERRIDES`): {budgets}",
+        f"- Budget `{cfg.get('budget', '?')}` ({cfg.get('budget_note', '')}); caps per method: {budgets}",
         f"- Wall time: {results['total_s'] / 60:.1f} min in all, of which {setup:.0f} s per seed preparing data and evaluating the original model",
         "- Metrics: forget = forget-test queries against forget+retain test images; retain = retain-test queries; "
         "CS = cluster compactness (S0 Eq. 10); acc = nearest-centroid accuracy; cls = the CosFace identity head's accuracy "

@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from .bench import DEFAULT_ITERATIONS, BenchConfig, render_markdown, run_bench
+from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
 from .errors import UnlearnError
-from .methods import list_methods, method_class
+from .methods import list_methods, method_class, preset_params
 from .pipeline import AuditConfig, WorkspaceConfig, run_audit
 from .privacy import format_privacy_table
 
@@ -73,7 +73,7 @@ class TqdmProgress:
 def cmd_audit(args: argparse.Namespace) -> int:
     config = AuditConfig(
         method=args.method,
-        params=parse_params(args.param),
+        params={**(preset_params(args.method, args.preset) if args.preset else {}), **parse_params(args.param)},
         iterations=args.iterations,
         one_shot=args.one_shot,
         privacy=not args.no_privacy,
@@ -105,6 +105,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
             for pname, spec in cls.parameters().items():
                 bounds = f"{spec['choices']}" if spec["choices"] else f"[{spec['low']}, {spec['high']}]"
                 print(f"    {pname:<16}default {spec['default']!r:<10} {bounds:<20} {spec['help']}")
+            for preset, values in cls.presets.items():
+                print(f"    preset {preset}: " + " ".join(f"{k}={v}" for k, v in values.items()))
     return 0
 
 
@@ -112,6 +114,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(
         methods=[] if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()],
         seeds=parse_ints(args.seeds),
+        budget=args.budget,
         iterations=args.iterations,
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, backbone=args.backbone, device=args.device,
                                   train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain),
@@ -147,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--forget", type=int, default=10, help="number of identities to forget (sampled by seed)")
     audit.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
     audit.add_argument("--method", default="dispersion", help="see `python -m unlearn_core methods`")
+    audit.add_argument("--preset", help="a named parameter set of the method (see `methods -v`); --param values override it")
     audit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
     audit.add_argument("--iterations", type=int, default=None, help="cap on optimisation steps")
     audit.add_argument("--one-shot", action="store_true", help="forget from one support image per identity")
@@ -165,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
     bench.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one forget set each")
-    bench.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="iteration cap per method (overrides in bench.ITERATION_OVERRIDES)")
+    bench.add_argument("--budget", default="paper", choices=sorted(BUDGETS), help="iteration caps: the methods' own defaults (paper) or short ones")
+    bench.add_argument("--iterations", type=int, default=None, help="replace the budget's default cap (its per-method caps still apply)")
     bench.add_argument("--forget", type=int, default=10, help="identities to forget per seed")
     bench.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
     bench.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")

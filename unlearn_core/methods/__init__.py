@@ -7,11 +7,11 @@ import importlib
 import pkgutil
 
 from .base import (Batch, Budget, IterativeMethod, UnlearningMethod, UnlearnRequest, create_method, list_methods,
-                   method_class, param, register_method)
+                   method_class, param, preset_params, register_method)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["Batch", "Budget", "IterativeMethod", "UnlearningMethod", "UnlearnRequest", "create_method",
-           "list_methods", "method_class", "param", "register_method"]
+           "list_methods", "method_class", "param", "preset_params", "register_method"]

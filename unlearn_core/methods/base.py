@@ -91,6 +91,8 @@ class UnlearningMethod(ABC):
     'retain' (and 'test') here means the method cannot run without them."""
     requires_head: ClassVar[bool] = False
     """True when the method reads the model's CosFace identity head (logits, class weights)."""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Named, measured parameter sets beyond the defaults, offered by the CLI (``--preset``) and the app."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -263,14 +265,19 @@ class IterativeMethod(UnlearningMethod):
         """Hook, checked every ``check_every`` steps: the ``stop_cs`` early stopping by default."""
         return self.stop_cs is not None and self._forget_cs(model, request) <= self.stop_cs
 
+    def stop_inputs(self, request: UnlearnRequest) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and labels whose compactness ``stop_cs`` watches: the forget-side training images."""
+        data = request.forget_data()
+        return data.inputs, data.labels
+
     @torch.no_grad()
     def _forget_cs(self, model: FaceModel, request: UnlearnRequest) -> float:
-        data = request.forget_data()
+        inputs, labels = self.stop_inputs(request)
         was_training = model.training
         model.eval()
-        emb = model.embed(data.inputs).cpu().numpy()
+        emb = model.embed(inputs).cpu().numpy()
         model.train(was_training)
-        return compactness(emb, data.labels.cpu().numpy())
+        return compactness(emb, labels.cpu().numpy())
 
 
 _REGISTRY: dict[str, type[UnlearningMethod]] = {}
@@ -292,6 +299,14 @@ def method_class(name: str) -> type[UnlearningMethod]:
     if name not in _REGISTRY:
         raise InvalidParameter(f"unknown method {name!r}; available: {list_methods()}")
     return _REGISTRY[name]
+
+
+def preset_params(name: str, preset: str) -> dict[str, Any]:
+    """The parameters of a method's named preset (``InvalidParameter`` naming the choices if unknown)."""
+    presets = method_class(name).presets
+    if preset not in presets:
+        raise InvalidParameter(f"{name} has no preset {preset!r}; " + (f"it has {sorted(presets)}" if presets else "it has none"))
+    return dict(presets[preset])
 
 
 def create_method(name: str, **params: Any) -> UnlearningMethod:

@@ -61,6 +61,8 @@ class Dispersion(IterativeMethod):
     name = "dispersion"
     summary = "Push same-identity embeddings apart (S0 Eq. 5)"
     hard = False
+    presets = {"retain-preserving": {"lr": 2e-3, "momentum": 0.9, "retain_weight": 5.0, "clip_norm": 5.0, "stop_cs": 0.05,
+                                     "train_blocks": 2}}
 
     margin: float = param(0.2, 0.0, 1.0, "cosine floor is -margin")
     retain_weight: float = param(0.0, 0.0, 100.0, "weight of retain embedding distillation (0 = paper)")
@@ -106,6 +108,15 @@ class Dispersion(IterativeMethod):
         pick = torch.randperm(len(data), generator=generator)[:n_ids]
         rows = pick[:, None] * self.view_bank + torch.randint(self.view_bank, (n_ids, self.views), generator=generator)
         return Batch(self._bank[rows.flatten().to(self._bank.device)], data.labels[pick.to(data.labels.device)].repeat_interleave(self.views))
+
+    def stop_inputs(self, request: UnlearnRequest) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-shot: a single photo per identity has no compactness, so ``stop_cs`` watches the
+        first ``views`` bank views of each support image instead."""
+        if not self.one_shot_:
+            return super().stop_inputs(request)
+        data = request.forget_data()
+        rows = (torch.arange(len(data))[:, None] * self.view_bank + torch.arange(self.views)).flatten()
+        return self._bank[rows.to(self._bank.device)], data.labels.repeat_interleave(self.views)
 
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
         if batch.retain_x is None:
