@@ -83,8 +83,9 @@ class Dispersion(IterativeMethod):
 
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
         self._anchors = request.retain
-        if self._anchors is not None:
-            self._targets = original_embeddings(model, self._anchors)
+        if self._anchors is not None:  # the original's embeddings of the anchors and their flips, once
+            embedded = self._anchors.map_inputs(model.embed)
+            self._targets = torch.stack([embedded.inputs, embedded.inputs_flipped])
         data = request.forget_data()
         self.one_shot_ = bool(torch.bincount(data.labels.cpu()).max() <= 1)
         if self.one_shot_:
@@ -94,7 +95,8 @@ class Dispersion(IterativeMethod):
             self._bank = request.encode(augment_chips(chips, generator))
 
     def sample(self, request: UnlearnRequest, generator: torch.Generator) -> Batch:
-        batch = self._views_batch(request.forget_data(), generator) if self.one_shot_ else self.forget_batch(request.forget_data(), generator)
+        data = request.forget_data()
+        batch = self._views_batch(data, generator) if self.one_shot_ else self.forget_batch(data, generator)
         if self._anchors is not None:
             idx = random_batch(len(self._anchors), self.retain_batch, generator).to(self._anchors.labels.device)
             flip = flip_mask(len(idx), generator).to(idx.device)
@@ -125,17 +127,6 @@ class Dispersion(IterativeMethod):
         forget, retain = out[: len(batch.x)], out[len(batch.x) :]
         distill = (1 - F.cosine_similarity(retain, batch.retain_target, dim=1)).mean()
         return dispersion_loss(forget, batch.y, self.margin, hard=self.hard) + self.retain_weight * distill
-
-
-@torch.no_grad()
-def original_embeddings(model: FaceModel, data: FaceData, batch_size: int = 256) -> torch.Tensor:
-    """``[2, N, D]`` normalised embeddings of ``data`` and of its flipped twins under ``model`` as it is now."""
-    was_training = model.training
-    model.eval()
-    out = torch.stack([torch.cat([model.embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-                       for x in (data.inputs, data.inputs_flipped)])
-    model.train(was_training)
-    return out
 
 
 @register_method
