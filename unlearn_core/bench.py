@@ -69,16 +69,13 @@ class BenchConfig:
     """A ``BUDGETS`` profile: the default cap and the per-method caps."""
     iterations: int | None = None
     """Replaces the profile's default cap (per-method caps still apply)."""
-    overrides: dict[str, int | None] = field(init=False)
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
             raise InvalidParameter(f"budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
-        profile = BUDGETS[self.budget]
-        self.overrides = dict(profile.overrides)
         if self.iterations is None:
-            self.iterations = profile.iterations
+            self.iterations = BUDGETS[self.budget].iterations
         if not self.seeds:
             raise InvalidParameter("bench needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -87,6 +84,11 @@ class BenchConfig:
             raise InvalidParameter(f"iterations must be >= 1, got {self.iterations}")
         for name in self.methods:
             method_class(name)  # unknown names fail here, before any expensive work
+
+    @property
+    def overrides(self) -> dict[str, int | None]:
+        """The budget profile's per-method caps."""
+        return BUDGETS[self.budget].overrides
 
     def method_names(self) -> list[str]:
         """The reference first (when registered), then the requested methods."""

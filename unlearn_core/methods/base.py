@@ -228,9 +228,9 @@ class IterativeMethod(UnlearningMethod):
     def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
                  generator: torch.Generator) -> None:
         request = self.select(request, generator)
-        if self.train_blocks is not None and self.train_blocks < len(model.trainable_blocks()):
-            # the frozen blocks run once per image here, not at every step
-            progress(0.0, f"{self.name}: encoding through the {len(model.trainable_blocks()) - self.train_blocks} frozen blocks")
+        n_frozen = len(model.trainable_blocks()) - self.train_blocks if self.train_blocks is not None else 0
+        if n_frozen > 0:  # the frozen blocks run once per image here, not at every step
+            progress(0.0, f"{self.name}: encoding through the {n_frozen} frozen blocks")
             prefix, model = model.split(self.train_blocks)
             request = request.mapped(prefix)
         self.setup(model, request, generator)
