@@ -26,3 +26,19 @@ def test_original_model_is_cached_and_reloads_identically(lfw_workspace):
     reloaded = ws._trained_model("original", ("forget_train", "retain_train"), lambda f, m: None)
     x = ws.data["forget_test"].inputs[:8]
     assert np.allclose(reloaded.embed(x).detach().numpy(), ws.original.embed(x).detach().numpy(), atol=1e-6)
+
+
+def test_trained_model_carries_no_gradients_cold_or_warm(lfw_workspace):
+    """A freshly trained original (cold cache) and a reloaded one (warm cache) look the same to
+    methods: no ``.grad`` left on any parameter, and clones start without gradients either."""
+    from unlearn_core.train import train_cosface
+
+    ws = lfw_workspace
+    small = ws.data["retain_train"].subset(list(range(32)))
+    trained = train_cosface(ws.backbone, ws.start, small, len(ws.classes), ws.config.train.__class__(epochs=1.0))
+    assert all(p.grad is None for p in trained.parameters())
+    dirty = ws.original.clone()
+    dirty.embed(ws.data["forget_test"].inputs[:4]).sum().backward()
+    assert any(p.grad is not None for p in dirty.trainable_parameters())
+    assert all(p.grad is None for p in dirty.clone().parameters())
+    assert all(p.grad is None for p in ws.original.parameters())

@@ -100,9 +100,11 @@ class FaceModel(nn.Module):
         return prefix, FaceModel(BlockChain(blocks[len(blocks) - n_blocks :]), 0, self.head).train(self.training)
 
     def clone(self) -> "FaceModel":
-        """A copy whose trainable stages and head are new tensors; frozen stages are shared."""
+        """A copy whose trainable stages and head are new tensors (without gradients); frozen stages are shared."""
         memo = {id(stage): stage for stage in self.backbone.stages[: self.start]}
-        return copy.deepcopy(self, memo)
+        twin = copy.deepcopy(self, memo)
+        twin.zero_grad(set_to_none=True)
+        return twin
 
     def frozen_copy(self) -> "FaceModel":
         """A clone in eval mode with no gradients: a fixed teacher or reference for a method."""

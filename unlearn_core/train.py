@@ -67,4 +67,5 @@ def train_cosface(backbone: Backbone, start: int, data: FaceData, n_classes: int
         schedule.step()
         if progress and (step % 20 == 0 or step == steps - 1):
             progress((step + 1) / steps, f"CosFace fine-tuning {step + 1}/{steps}, loss {loss.item():.3f}")
+    model.zero_grad(set_to_none=True)  # the returned model carries no training state
     return model.eval()
