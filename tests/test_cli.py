@@ -48,3 +48,49 @@ def test_methods_lists_parameters_and_presets():
     assert result.returncode == 0
     assert "dispersion" in result.stdout and "retain_weight" in result.stdout
     assert "preset retain-preserving: lr=0.002" in result.stdout
+
+
+def test_one_shot_and_gallery_assisted_audits_run_their_recommended_method(tmp_path):
+    for flag, protocol in (("--one-shot", "one_shot"), ("--gallery-assisted", "gallery_assisted")):
+        out = tmp_path / f"{protocol}.json"
+        result = run_cli("audit", "--dataset", "olivetti", "--forget", "3", flag, "--device", "cpu", "--distractors", "0",
+                         "--no-privacy", "--json", str(out))
+        assert result.returncode == 0, result.stderr
+        report = json.loads(out.read_text())
+        assert report["method"] == "projection" and report["protocol"] == protocol
+        assert report["after"]["forget"]["mAP"] < report["before"]["forget"]["mAP"] - 0.3
+    find = report["find"]
+    assert find["precision"] == 1.0 and find["recall"] > 0.5 and "find:" in result.stdout
+    assert find["thresholds"]["expanded"]["fmr"] <= 1e-4 + 1e-12
+    both = run_cli("audit", "--one-shot", "--gallery-assisted")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+LFW = Path(__file__).resolve().parents[2] / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
+
+
+def test_forget_me_cli_finds_and_forgets_a_person_outside_the_gallery(tmp_path):
+    """John McCain has 7 LFW photos: too few to be a forget or retain identity of the workspace, too
+    many to be a distractor, so the model never saw him. Portrait, 2 enrolled, 2 check photos."""
+    photos = sorted((LFW / "John_McCain").glob("*.jpg"))[:5]
+    out = tmp_path / "forget-me.json"
+    result = run_cli("forget-me", "--portrait", str(photos[0]), "--enrolled", str(photos[1]), str(photos[2]),
+                     "--check", str(photos[3]), str(photos[4]), "--retain", "24", "--distractors", "100",
+                     "--device", "cpu", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["method"] == "projection" and report["device"].startswith("CPU")
+    assert report["find"]["n_found"] == 2 and report["find"]["precision"] == 1.0 and report["find"]["recall"] == 1.0
+    visitor = report["visitor"]
+    assert visitor["before"]["mAP"] > 0.9 and visitor["after"]["mAP"] < 0.6 and visitor["after_deletion"]["mAP"] <= visitor["after"]["mAP"]
+    assert report["retain"]["before"]["mAP"] - report["retain"]["after"]["mAP"] < 0.01
+    assert {"unlearn", "total"} <= set(report["timing_s"])
+
+
+def test_forget_me_cli_bad_photo_is_one_line(tmp_path):
+    bad = tmp_path / "not-a-photo.jpg"
+    bad.write_bytes(b"hello")
+    result = run_cli("forget-me", "--portrait", str(bad), "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+    missing = run_cli("forget-me", "--portrait", str(tmp_path / "nope.jpg"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

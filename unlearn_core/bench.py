@@ -29,7 +29,8 @@ import torch
 
 from .errors import InvalidParameter
 from .methods import create_method, list_methods, method_class
-from .pipeline import PARTS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
+from .pipeline import PARTS, PROTOCOLS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
+
 
 @dataclass(frozen=True)
 class BudgetProfile:
@@ -54,7 +55,7 @@ BUDGETS: dict[str, BudgetProfile] = {
 CPU; ``short`` in about a quarter of that."""
 
 REFERENCE = "retrain"
-SETTINGS = ("standard", "one_shot")
+SETTINGS = PROTOCOLS
 Log = Callable[[str], None]
 
 
@@ -70,8 +71,14 @@ class BenchConfig:
     iterations: int | None = None
     """Replaces the profile's default cap (per-method caps still apply)."""
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+    protocols: list[str] = field(default_factory=lambda: list(SETTINGS))
+    """Which protocols to run (``pipeline.PROTOCOLS``); 'standard' always runs (the reference lives there)."""
 
     def __post_init__(self) -> None:
+        unknown = set(self.protocols) - set(SETTINGS)
+        if unknown:
+            raise InvalidParameter(f"unknown protocol(s) {sorted(unknown)}; choose from {list(SETTINGS)}")
+        self.protocols = [p for p in SETTINGS if p in self.protocols or p == "standard"]
         if self.budget not in BUDGETS:
             raise InvalidParameter(f"budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
         if self.iterations is None:
@@ -131,16 +138,31 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def _run(ws: Workspace, name: str, cap: int | None, one_shot: bool, progress: Progress) -> dict[str, Any]:
+def _run(ws: Workspace, name: str, cap: int | None, setting: str, progress: Progress) -> dict[str, Any]:
     """One method on one workspace; failures become an ``error`` entry instead of an exception.
-    ``run_s``/``cpu_s``: wall and process CPU time of unlearning plus evaluation (for planning runs)."""
+    ``seconds`` is the request's time (find + unlearn in the gallery-assisted setting);
+    ``run_s``/``cpu_s``: wall and process CPU time of the request plus evaluation (for planning runs)."""
     wall, cpu = time.perf_counter(), time.process_time()
+    config = AuditConfig(method=name, iterations=cap, one_shot=setting == "one_shot", gallery_assisted=setting == "gallery_assisted")
     try:
-        _, report = run_method(ws, AuditConfig(method=name, iterations=cap, one_shot=one_shot), progress)
+        _, report = run_method(ws, config, progress)
     except Exception as err:  # noqa: BLE001 - any failure of one method must not stop the benchmark
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=-4)}
-    return {"metrics": report["after"], "seconds": report["timing_s"]["unlearn"], "iterations_run": report["iterations_run"],
-            "run_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    timing = report["timing_s"]
+    run = {"metrics": report["after"], "seconds": timing.get("request", timing["unlearn"]), "iterations_run": report["iterations_run"],
+           "run_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    if "find" in report:
+        run.update(find={k: report["find"][k] for k in ("n_found", "n_present", "precision", "recall")}, before=report["before"])
+    return run
+
+
+def runs_in(setting: str, needs: frozenset[str]) -> str | None:
+    """Why a method with these data needs does not run in ``setting`` (None: it does)."""
+    if setting == "one_shot":
+        return one_shot_skip_reason(needs)
+    if setting == "gallery_assisted" and "forget" not in needs:
+        return "reads no forget set (the found photos)"
+    return None
 
 
 def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | None = None,
@@ -159,11 +181,13 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
             needs[name] = None
             skipped[name] = f"cannot be created: {type(err).__name__}: {err}"
             continue
-        reason = "the reference, trained on retain data" if name == REFERENCE else one_shot_skip_reason(needs[name])
-        if reason:
-            skipped[name] = reason
-    one_shot = [n for n in names if n not in skipped]
-    total = len(config.seeds) * (len(names) + len(one_shot))
+        for setting in config.protocols[1:]:
+            reason = "the reference, trained on retain data" if name == REFERENCE else runs_in(setting, needs[name])
+            if reason:
+                skipped.setdefault(setting, {})[name] = reason
+    runnable = {s: [n for n in names if n not in skipped.get(s, {}) and (s == "standard" or n not in skipped.get("standard", {}))]
+                for s in config.protocols}
+    total = len(config.seeds) * sum(len(v) for v in runnable.values())
     started, done = time.perf_counter(), 0
     results: dict[str, Any] = {
         "config": {"methods": names, "seeds": config.seeds, "budget": config.budget, "budget_note": BUDGETS[config.budget].note,
@@ -173,7 +197,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
         "budgets": {n: {"cap": config.cap(n), "one_shot_cap": config.cap(n, "one_shot"),
                         "default": method_class(n).parameters().get("iterations", {}).get("default")} for n in names},
         "needs": {n: sorted(v) if v is not None else None for n, v in needs.items()},
-        "one_shot_skipped": {n: r for n, r in skipped.items() if n != REFERENCE},
+        "protocols": config.protocols,
+        "skipped": {s: {n: r for n, r in v.items() if n != REFERENCE} for s, v in skipped.items()},
         "seeds": [],
     }
     for seed in config.seeds:
@@ -183,17 +208,17 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
         record: dict[str, Any] = {
             "seed": seed, "forget_identities": ws.identity_names(ws.forget_classes), "n_retain_identities": len(ws.split.retain_ids),
             "n_images": {p: len(ws.data[p]) for p in PARTS}, "workspace_timing_s": dict(ws.timing),
-            "original": ws.evaluate(ws.original), "standard": {}, "one_shot": {},
+            "original": ws.evaluate(ws.original), **{setting: {} for setting in config.protocols},
         }
         record.update(prepare_s=time.perf_counter() - wall, prepare_cpu_s=time.process_time() - cpu)
         results.update(device=device_name(ws.device), backbone=ws.backbone.name, train_from=ws.backbone.stage_names[ws.start],
                        dataset=ws.gallery.name)
-        for setting in SETTINGS:
-            for name in (names if setting == "standard" else one_shot):
+        for setting in config.protocols:
+            for name in runnable[setting]:
                 done += 1
                 label = f"seed {seed} {name} ({setting.replace('_', '-')})"
                 log(f"[{done}/{total} | {time.perf_counter() - started:.0f} s] {label}")
-                run = _run(ws, name, config.cap(name, setting), setting == "one_shot", lambda f, m: progress(f, f"{label}: {m}"))
+                run = _run(ws, name, config.cap(name, setting), setting, lambda f, m: progress(f, f"{label}: {m}"))
                 record[setting][name] = run
                 log(f"    -> {run['error']}" if "error" in run else
                     f"    -> unlearn {run['seconds']:.1f} s ({run['iterations_run']} it; with evaluation {run['run_s']:.1f} s, "
@@ -222,21 +247,29 @@ COLUMNS: dict[str, Column] = {
     "retain.cs": Column("Retain CS", 1, 3), "retain.centroid_acc": Column("Retain acc ↑", 100, 2),
     "retain.head_acc": Column("Retain cls ↑", 100, 2),
     "tow": Column("ToW ↑", 100, 2), "seconds": Column("Unlearn s", 1, 1), "speedup": Column("Speed-up", 1, 1, "×"),
+    "forget_ratio": Column("Forget mAP ÷ before ↓", 1, 3), "retain_drop": Column("Retain mAP drop ↓", 1, 3),
+    "find.precision": Column("Find P ↑", 100, 1), "find.recall": Column("Find R ↑", 100, 1),
 }
 
 
 def seed_values(record: dict[str, Any], setting: str, name: str) -> dict[str, float] | None:
     """The table's numbers for one method on one seed (None when it failed or did not run).
     ``name`` may be 'original'; the reference's numbers come from the standard setting."""
+    original = record["original"]
     if name == "original":
-        metrics, seconds = record["original"], None
+        metrics, seconds, run = original, None, {}
     else:
         run = record["standard" if name == REFERENCE else setting].get(name)
         if run is None or "error" in run:
             return None
         metrics, seconds = run["metrics"], run["seconds"]
+        original = run.get("before", original)  # gallery-assisted: the same photos, selfies left out
     values = {key: metrics[part][metric] for key in COLUMNS if "." in key for part, metric in [key.split(".")]
-              if metric in metrics[part]}
+              if part in metrics and metric in metrics[part]}
+    values.update({f"find.{k}": v for k, v in run.get("find", {}).items() if k in ("precision", "recall")})
+    if name != "original":
+        values["forget_ratio"] = metrics["forget"]["mAP"] / original["forget"]["mAP"]
+        values["retain_drop"] = original["retain"]["mAP"] - metrics["retain"]["mAP"]
     reference = record["standard"].get(REFERENCE)
     if reference is not None and "error" not in reference:
         ref = reference["metrics"]
@@ -279,8 +312,8 @@ def _row(cells: list[str]) -> str:
 def results_table(results: dict[str, Any], setting: str) -> str:
     """One markdown table: rows original, reference, methods; columns as ``COLUMNS`` plus notes."""
     seeds = results["seeds"]
-    names = ["original"] + [n for n in results["config"]["methods"]
-                            if setting == "standard" or n == REFERENCE or n not in results["one_shot_skipped"]]
+    skipped = results["skipped"].get(setting, {})
+    names = ["original"] + [n for n in results["config"]["methods"] if n == REFERENCE or n not in skipped]
     lines = [_row(["Method", "Reads"] + [c.header for c in COLUMNS.values()] + ["Iterations", "Notes"]),
              _row(["---"] * (len(COLUMNS) + 4))]
     for name in names:
@@ -288,7 +321,7 @@ def results_table(results: dict[str, Any], setting: str) -> str:
         ok = [v for v in per_seed if v is not None]
         cells = [mean_std([v[key] for v in ok if key in v], col) for key, col in COLUMNS.items()]
         notes = []
-        if name == REFERENCE and setting == "one_shot":
+        if name == REFERENCE and setting != "standard":
             notes.append("reference: full retain data (standard setting)")
         runs = [] if name == "original" else [r["standard" if name == REFERENCE else setting][name] for r in seeds]
         for record, run in zip(seeds, runs):
@@ -298,9 +331,8 @@ def results_table(results: dict[str, Any], setting: str) -> str:
         iterations = f"{np.mean(done):.0f}" if done else "–"
         reads = "–" if name == "original" else _reads(results["needs"].get(name), "standard" if name == REFERENCE else setting)
         lines.append(_row([name, reads] + cells + [iterations, _cell("; ".join(notes)) if notes else ""]))
-    if setting == "one_shot":
-        for name, reason in results["one_shot_skipped"].items():
-            lines.append(_row([name, _reads(results["needs"].get(name), "standard")] + ["–"] * len(COLUMNS) + ["–", _cell(f"skipped: {reason}")]))
+    for name, reason in skipped.items():
+        lines.append(_row([name, _reads(results["needs"].get(name), "standard")] + ["–"] * len(COLUMNS) + ["–", _cell(f"skipped: {reason}")]))
     return "\n".join(lines)
 
 
@@ -333,7 +365,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"against `{REFERENCE}`; speed-up = `{REFERENCE}` seconds / method seconds (with `{REFERENCE}` capped as above). "
         "Mean ± sample std over seeds.",
     ]
-    return "\n".join(header + [
-        "", "## Standard setting: full forget set (S0 Tables 1-2)", "", results_table(results, "standard"),
-        "", "## One-shot setting: one support image per forget identity (S2 Tables 1-4)", "", results_table(results, "one_shot"), "",
-    ])
+    titles = {"standard": "Standard setting: full forget set (S0 Tables 1-2)",
+              "one_shot": "One-shot setting: one support image per forget identity (S2 Tables 1-4)",
+              "gallery_assisted": "Gallery-assisted setting: one held-out selfie per forget identity finds its training photos, "
+                                  "which are forgotten (Unlearn s = find + unlearn; the selfies are left out of the evaluation)"}
+    body = [line for setting in results.get("protocols", ["standard", "one_shot"])
+            for line in ("", f"## {titles[setting]}", "", results_table(results, setting))]
+    return "\n".join(header + body + [""])

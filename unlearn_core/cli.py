@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,8 +16,10 @@ from tqdm.auto import tqdm
 
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
 from .errors import UnlearnError
-from .methods import list_methods, method_class, preset_params
-from .pipeline import AuditConfig, WorkspaceConfig, run_audit
+from .methods import create_method, list_methods, method_class, preset_params
+from .faces import load_image
+from .forget_me import ForgetMeConfig, forget_me
+from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, run_audit
 from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")
@@ -70,29 +73,84 @@ class TqdmProgress:
             self.bar = None
 
 
+def method_and_params(args: argparse.Namespace, protocol: str) -> tuple[str, dict[str, Any]]:
+    """``--method`` (default: the protocol's recommended method), its ``--preset`` and ``--param``s, validated."""
+    method = args.method or RECOMMENDED[protocol]
+    params = {**(preset_params(method, args.preset) if args.preset else {}), **parse_params(args.param)}
+    create_method(method, **params)  # unknown or out-of-range parameters fail here, before any expensive work
+    return method, params
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    protocol = "one_shot" if args.one_shot else "gallery_assisted" if args.gallery_assisted else "standard"
+    method, params = method_and_params(args, protocol)
     config = AuditConfig(
-        method=args.method,
-        params={**(preset_params(args.method, args.preset) if args.preset else {}), **parse_params(args.param)},
+        method=method,
+        params=params,
         iterations=args.iterations,
         one_shot=args.one_shot,
+        gallery_assisted=args.gallery_assisted,
         privacy=not args.no_privacy,
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
                                   device=args.device, train_from=args.train_from, n_distractors=args.distractors,
                                   n_retain=args.retain),
     )
-    method_class(config.method)(**config.params)  # validate parameters before any expensive work
     progress = TqdmProgress()
     report = run_audit(config, progress)
     progress.close()
     print(f"{report['method']} on {report['dataset']} ({report['backbone']}, {report['device']}, train_from={report['train_from']}, seed {report['seed']})")
     print(f"forget identities: {', '.join(report['forget_identities'])}")
     print(format_table(report))
+    if "find" in report:
+        find = report["find"]
+        print(f"find: {find['n_found']} photos found, precision {find['precision']:.3f}, recall {find['recall']:.3f} "
+              f"(false-match rate at the threshold {find['thresholds']['expanded']['fmr']:.1e} on retained identities)")
     if "privacy" in report:
         print(format_privacy_table(report["privacy"]))
     print("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["timing_s"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json}")
+    return 0
+
+
+def read_photo(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise UnlearnError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def cmd_forget_me(args: argparse.Namespace) -> int:
+    method, params = method_and_params(args, "gallery_assisted")
+    config = ForgetMeConfig(method=method, params=params, iterations=args.iterations, take_largest_face=args.largest_face, seed=args.seed)
+    portrait, enrolled, check = read_photo(args.portrait), [read_photo(p) for p in args.enrolled], [read_photo(p) for p in args.check]
+    load_image(portrait)  # a file that is not an image fails here, before the workspace is built
+    progress = TqdmProgress()
+    started = time.perf_counter()
+    ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, device=args.device,
+                                   train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain,
+                                   max_images_per_identity=args.max_images), progress)
+    warm = time.perf_counter()
+    result = forget_me(ws, portrait, enrolled, check, config, progress)
+    progress.close()
+    report = result.report
+    report["timing_s"].update(total=round(time.perf_counter() - warm, 3), workspace=round(warm - started, 3))
+    find = report["find"]
+    print(f"{report['method']} on {report['workspace']['dataset']} ({report['device']}), protocol {report['protocol']}")
+    print(f"find: {find['n_found']} photos found ({find['n_true_found']} of your {find['n_present']} enrolled, "
+          f"{find['n_other_people']} of other people); precision {find['precision']:.3f}, recall {find['recall']:.3f}")
+    rows = [("you (check photos)", report["visitor"], ("before", "after", "after_deletion")), ("retained identities", report["retain"], ("before", "after"))]
+    print(f"{'set':<22}{'when':<16}{'mAP':>8}{'rank1':>8}{'cs':>8}")
+    for name, block, whens in rows:
+        for when in whens:
+            m = block[when]
+            print(f"{name:<22}{when:<16}" + "".join(f"{m[k]:>8.3f}" if k in m else f"{'-':>8}" for k in ("mAP", "rank1", "cs")))
+    for note in result.notes:
+        print(f"note: {note}")
+    print("timing (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["timing_s"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
         print(f"report written to {args.json}")
     return 0
 
@@ -116,6 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds=parse_ints(args.seeds),
         budget=args.budget,
         iterations=args.iterations,
+        protocols=[p.strip() for p in args.protocols.split(",") if p.strip()],
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, backbone=args.backbone, device=args.device,
                                   train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain),
     )
@@ -149,11 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH (<root>/<identity>/<image>)")
     audit.add_argument("--forget", type=int, default=10, help="number of identities to forget (sampled by seed)")
     audit.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
-    audit.add_argument("--method", default="dispersion", help="see `python -m unlearn_core methods`")
+    audit.add_argument("--method", default=None, help="see `python -m unlearn_core methods` (default: the protocol's recommended "
+                       f"method: {', '.join(f'{p} {m}' for p, m in RECOMMENDED.items())})")
     audit.add_argument("--preset", help="a named parameter set of the method (see `methods -v`); --param values override it")
     audit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
     audit.add_argument("--iterations", type=int, default=None, help="cap on optimisation steps")
-    audit.add_argument("--one-shot", action="store_true", help="forget from one support image per identity")
+    protocol = audit.add_mutually_exclusive_group()
+    protocol.add_argument("--one-shot", action="store_true", help="forget from one support image per identity")
+    protocol.add_argument("--gallery-assisted", action="store_true",
+                          help="one held-out selfie per identity finds its training photos, which are forgotten")
     audit.add_argument("--seed", type=int, default=0)
     audit.add_argument("--backbone", default="dlib_resnet")
     audit.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -162,6 +225,26 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", help="write the JSON report here")
     audit.add_argument("--no-privacy", action="store_true", help="skip the privacy audit (membership inference vs the retrain model)")
     audit.set_defaults(func=cmd_audit)
+    fm = sub.add_parser("forget-me", help="one person's portrait finds and forgets them in a private model copy")
+    fm.add_argument("--portrait", required=True, help="the person's portrait (one face)")
+    fm.add_argument("--enrolled", nargs="*", default=[], metavar="PATH",
+                    help="photos of the person the service already holds (joined to the private copy's data; the find step should find them)")
+    fm.add_argument("--check", nargs="*", default=[], metavar="PATH", help="photos used only to test the result (never enrolled or forgotten)")
+    fm.add_argument("--dataset", default="lfw", help="the service's gallery: lfw, olivetti, or folder:PATH")
+    fm.add_argument("--method", default=None, help=f"default {RECOMMENDED['gallery_assisted']}")
+    fm.add_argument("--preset", help="a named parameter set of the method")
+    fm.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    fm.add_argument("--iterations", type=int, default=1000, help="cap on optimisation steps (iterative methods)")
+    fm.add_argument("--seed", type=int, default=0)
+    fm.add_argument("--forget", type=int, default=4, help="gallery identities set aside as the workspace's forget set")
+    fm.add_argument("--retain", type=int, default=40, help="retained gallery identities")
+    fm.add_argument("--max-images", type=int, default=20, help="photos per gallery identity at most")
+    fm.add_argument("--distractors", type=int, default=1000, help="one-image identities in the gallery")
+    fm.add_argument("--largest-face", action="store_true", help="use the largest face when the portrait shows several")
+    fm.add_argument("--device", default="auto")
+    fm.add_argument("--train-from", default="auto")
+    fm.add_argument("--json", help="write the JSON report here")
+    fm.set_defaults(func=cmd_forget_me)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)
@@ -177,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backbone", default="dlib_resnet")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda")
     bench.add_argument("--train-from", default="auto", help="tail (CPU fast path), full, a stage name, or auto")
+    bench.add_argument("--protocols", default="standard,one_shot", help="comma-separated: standard, one_shot, gallery_assisted")
     bench.add_argument("--out", help="write the markdown table here")
     bench.add_argument("--json", help="write the raw per-seed numbers here")
     bench.set_defaults(func=cmd_bench)

@@ -1,22 +1,24 @@
-"""The "forget me" flow: a visitor's portrait in, a model that no longer clusters their face out.
+"""The "forget me" flow: a visitor's portrait in, a model that no longer finds their face out.
 
-Steps: align the portrait (and any extra photos of the same person), enrol the visitor in a
-per-session copy of the workspace's original model as a new identity (its head row is the mean
-embedding of their photos), run an unlearning method with the portrait as the one-shot support
-sample, and measure before/after: top-k retrieval of the visitor's photos against the
-workspace's gallery, the visitor's cluster compactness (CS, S0 Eq. 10) and the retain-side cost.
+Gallery-assisted by default, as a real service would do it: the service already holds photos of
+the person (``enrolled``: in the demo, photos the visitor gives stand in for photos that were
+scraped; they join the training data and the retrieval gallery of a private copy of the model, as
+one more identity whose head row is their mean embedding). The portrait is the key that finds
+them (``find.py``: a two-pass verification at a threshold calibrated on retained identities); the
+portrait and what it found are forgotten (``projection`` by default) and the found rows are
+deleted from the gallery. With nothing found the same method runs one-shot on the portrait alone.
 
-Choices where the papers are silent:
-- The request holds only the portrait as support (``forget=None``); methods make their own
-  augmented views from one image per identity (e.g. dispersion, S0 §6).
-- Extra photos are evaluation data only ("can the model still find me?"), never training data.
-  Without extra photos the check uses ``check_views`` augmented views of the portrait drawn
-  with a different seed from the method's; this is weaker (the views stem from the image the
-  method saw) and the result says so.
-- Everything stays in memory: uploads are decoded from bytes, never written to disk or cached.
+The result is checked on ``check`` photos: never enrolled, never searched, never given to the
+method; they stay in the evaluation gallery, so ``visitor.after`` measures the model, and
+``visitor.after_deletion`` what deleting the found rows adds. Without check photos the check uses
+``check_views`` augmented views of the portrait (weaker: they stem from the photo the method saw;
+the report says so).
+
+Everything stays in memory: uploads are decoded from bytes, never written to disk or cached.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -28,23 +30,26 @@ import torch
 from .errors import InvalidParameter, UnlearnError
 from .faces import AlignedFace, ImageSource, align_portrait
 from .features import FaceData, augment_chips
+from .find import FindOutcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import compactness, retrieval
 from .model import FaceModel
-from .pipeline import Workspace, device_name
+from .pipeline import RECOMMENDED, Workspace, concat_face_data, device_name
 from .viz import RetrievalRow, top_k
 
 Progress = Callable[[float, str], None]
 VISITOR = "you"
 MAX_EXTRA_PHOTOS = 10
 GALLERY_PARTS = ("forget_test", "retain_test", "distractors")
+SERVICE_PARTS = ("forget_train", "retain_train") + GALLERY_PARTS
+"""What the service holds and the find step searches: its training photos and its retrieval gallery."""
 
 
 @dataclass
 class ForgetMeConfig:
     """What the visitor (or the app's defaults) chose; validated on construction."""
 
-    method: str = "dispersion"
+    method: str = RECOMMENDED["gallery_assisted"]
     params: dict[str, Any] = field(default_factory=dict)
     iterations: int = 60
     take_largest_face: bool = False
@@ -73,7 +78,9 @@ class ForgetMeResult:
     retrieval_before: list[RetrievalRow]
     retrieval_after: list[RetrievalRow]
     visitor: dict[str, dict[str, float]]
-    """``{"before": {...}, "after": {...}}`` with cs, mAP, rank1 of the visitor's photos."""
+    """``{"before", "after", "after_deletion"}`` -> cs, mAP, rank1 of the visitor's check photos."""
+    found_chips: np.ndarray
+    """The photos the find step found (shown to the visitor: "we found these N photos of you")."""
     retain: dict[str, dict[str, float]]
     mia: dict[str, Any] | None
     timing_s: dict[str, float]
@@ -81,27 +88,31 @@ class ForgetMeResult:
     report: dict[str, Any]
 
 
-def align_visitor(portrait: ImageSource, extras: Sequence[ImageSource], ws: Workspace,
-                  take_largest: bool) -> tuple[AlignedFace, list[np.ndarray], list[str]]:
-    """The portrait's aligned face (errors propagate) and the usable extra photos' chips (bad
-    extras are skipped with a note, so one blurry photo does not stop the flow)."""
-    if len(extras) > MAX_EXTRA_PHOTOS:
-        raise InvalidParameter(f"at most {MAX_EXTRA_PHOTOS} extra photos, got {len(extras)}")
+def align_visitor(portrait: ImageSource, groups: dict[str, Sequence[ImageSource]], ws: Workspace,
+                  take_largest: bool) -> tuple[AlignedFace, dict[str, list[np.ndarray]], list[str]]:
+    """The portrait's aligned face (errors propagate) and, per group of extra photos ("enrolled",
+    "check"), the usable photos' chips (bad ones are skipped with a note, so one blurry photo does
+    not stop the flow)."""
+    n_extra = sum(len(g) for g in groups.values())
+    if n_extra > MAX_EXTRA_PHOTOS:
+        raise InvalidParameter(f"at most {MAX_EXTRA_PHOTOS} extra photos, got {n_extra}")
     size, template = ws.backbone.chip_size, ws.backbone.template
     notes = []
     face = align_portrait(portrait, template, size, allow_multiple=take_largest)
     if face.n_faces > 1:
         notes.append(f"The portrait shows {face.n_faces} faces; the largest one was used.")
-    chips = []
-    for i, extra in enumerate(extras, 1):
-        try:
-            aligned = align_portrait(extra, template, size, allow_multiple=True)
-        except UnlearnError as err:
-            notes.append(f"Extra photo {i} was skipped: {err}")
-            continue
-        if aligned.n_faces > 1:
-            notes.append(f"Extra photo {i} shows {aligned.n_faces} faces; the largest one was used.")
-        chips.append(aligned.chip)
+    chips: dict[str, list[np.ndarray]] = {}
+    for group, photos in groups.items():
+        chips[group] = []
+        for i, photo in enumerate(photos, 1):
+            try:
+                aligned = align_portrait(photo, template, size, allow_multiple=True)
+            except UnlearnError as err:
+                notes.append(f"{group.capitalize()} photo {i} was skipped: {err}")
+                continue
+            if aligned.n_faces > 1:
+                notes.append(f"{group.capitalize()} photo {i} shows {aligned.n_faces} faces; the largest one was used.")
+            chips[group].append(aligned.chip)
     return face, chips, notes
 
 
@@ -126,79 +137,101 @@ def enrol(ws: Workspace, support: FaceData) -> FaceModel:
     return model.eval()
 
 
-def forget_me(ws: Workspace, portrait: ImageSource, extras: Sequence[ImageSource] = (), config: ForgetMeConfig | None = None,
-              progress: Progress | None = None) -> ForgetMeResult:
+def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSource] = (), check: Sequence[ImageSource] = (),
+              config: ForgetMeConfig | None = None, progress: Progress | None = None) -> ForgetMeResult:
     """Run the whole flow on ``ws`` (left unchanged) for one visitor; nothing touches the disk."""
     config = config or ForgetMeConfig()
     progress = progress or (lambda f, m: None)
     timing: dict[str, float] = {}
     started = time.perf_counter()
     progress(0.02, "aligning your photos")
-    face, extra_chips, notes = align_visitor(portrait, extras, ws, config.take_largest_face)
-    one_shot_check = not extra_chips
-    visitor_label = len(ws.classes)
+    face, chips, notes = align_visitor(portrait, {"enrolled": enrolled, "check": check}, ws, config.take_largest_face)
+    one_shot_check = not chips["check"]
+    label = len(ws.classes)
     if one_shot_check:
         generator = torch.Generator().manual_seed(config.seed + 7919)
         views = augment_chips(np.repeat(face.chip[None], config.check_views, 0), generator)
         check_chips = views.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        notes.append("Only one photo was given, so the check uses augmented views of it; this is weaker "
+        notes.append("No check photos were given, so the check uses augmented views of your portrait; this is weaker "
                      "than testing on other photos of you (add a few for a stronger check).")
     else:
-        check_chips = np.stack(extra_chips)
-    visitor_chips = np.concatenate([face.chip[None], check_chips])
-    visitor = ws.encoder.face_data(visitor_chips, np.full(len(visitor_chips), visitor_label),
-                                   -1 - np.arange(len(visitor_chips)))  # negative ids: not gallery images
-    support = visitor.subset([0])
+        check_chips = np.stack(chips["check"])
+
+    def encode(photos: np.ndarray, first_id: int) -> FaceData:  # negative ids: not gallery images
+        photos = photos.reshape(-1, *face.chip.shape)
+        return ws.encoder.face_data(photos, np.full(len(photos), label), first_id - np.arange(len(photos)))
+
+    selfie = encode(face.chip[None], -1)
+    held = encode(np.stack(chips["enrolled"]) if chips["enrolled"] else np.zeros((0, *face.chip.shape), np.uint8), -2)
+    checks = encode(check_chips, -2 - len(held))
     timing["align"] = time.perf_counter() - started
 
     progress(0.1, "enrolling you in a private copy of the model")
-    model_before = enrol(ws, visitor)
-    request = UnlearnRequest(forget_classes=[visitor_label], forget=None, support=support, retain=ws.data["retain_train"],
-                             test=ws.data["retain_test"], encode=lambda chips: ws.encoder(chips), pretrained=ws.backbone)
+    model_before = enrol(ws, held if len(held) else selfie)
+    started = time.perf_counter()
+    progress(0.15, "finding your photos among the ones the service holds")
+    candidates = concat_face_data([ws.data[p] for p in SERVICE_PARTS] + [held])
+    found = ws.finder(ws.original).find(ws.embed_data(model_before, selfie), ws.embed_data(model_before, candidates))
+    is_visitor = candidates.image_ids[found] < 0
+    find = FindOutcome(len(found), int(is_visitor.sum()), len(held))
+    forget = concat_face_data([selfie, candidates.subset(found)])
+    forget = dataclasses.replace(forget, labels=torch.full_like(forget.labels, label))
+    timing["find"] = time.perf_counter() - started
+    if len(found) == 0:
+        notes.append("None of the photos the service holds matched your portrait, so the method forgets you from the portrait alone "
+                     "(one-shot), which is weaker.")
+    request = UnlearnRequest(forget_classes=[label], forget=forget, retain=ws.data["retain_train"], test=ws.data["retain_test"],
+                             encode=lambda x: ws.encoder(x), pretrained=ws.backbone)
     method = create_method(config.method, **config.params)
     started = time.perf_counter()
     model_after = method.unlearn(model_before, request, Budget(iterations=config.iterations),
-                                 lambda f, m: progress(0.15 + 0.7 * f, m), seed=config.seed)
+                                 lambda f, m: progress(0.2 + 0.65 * f, m), seed=config.seed)
     timing["unlearn"] = time.perf_counter() - started
 
     progress(0.88, "measuring before and after")
     started = time.perf_counter()
     names = ws.identity_names(range(len(ws.classes))) + [VISITOR]
-    evaluation = {name: _visitor_view(ws, model, visitor, names, config.k) for name, model in
-                  (("before", model_before), ("after", model_after))}
+    visitor_photos = concat_face_data([selfie, held, checks])
+    deleted = set(candidates.image_ids[found].tolist())
+    views = {"before": (model_before, set()), "after": (model_after, set()), "after_deletion": (model_after, deleted)}
+    evaluation = {name: _visitor_view(ws, model, visitor_photos, len(checks), names, config.k, drop)
+                  for name, (model, drop) in views.items()}
     retain = {"before": baseline(ws)["retain"], "after": ws.evaluate(model_after)["retain"]}
-    mia = membership_verdict(ws, {"before": model_before, "after": model_after}, visitor)
+    mia = membership_verdict(ws, {"before": model_before, "after": model_after}, concat_face_data([selfie, checks]))
     timing["evaluate"] = time.perf_counter() - started
+    timing["request"] = timing["find"] + timing["unlearn"]
     timing = {k: round(v, 3) for k, v in timing.items()}
     visitor_metrics = {name: e[1] for name, e in evaluation.items()}
     report = {
-        "flow": "forget_me", "method": config.method, "params": method.get_params(), "iterations": config.iterations,
-        "iterations_run": getattr(method, "n_iter_", None), "seed": config.seed, "device": device_name(ws.device),
+        "flow": "forget_me", "protocol": "gallery_assisted" if len(found) else "one_shot", "method": config.method,
+        "params": method.get_params(), "iterations": config.iterations, "iterations_run": getattr(method, "n_iter_", None),
+        "seed": config.seed, "device": device_name(ws.device),
         "workspace": {"dataset": ws.gallery.name, "n_retain_identities": len(ws.split.retain_ids),
                       "train_from": ws.backbone.stage_names[ws.start]},
-        "n_faces_in_portrait": face.n_faces, "n_extra_photos": len(extra_chips), "one_shot_check": one_shot_check,
+        "n_faces_in_portrait": face.n_faces, "n_enrolled": len(held), "n_check": len(chips["check"]), "one_shot_check": one_shot_check,
+        "find": {**find.to_json(), "n_other_people": int((~is_visitor).sum()), "thresholds": ws.finder(ws.original).to_json()},
         "visitor": visitor_metrics, "retain": retain, "privacy": mia, "timing_s": timing, "notes": notes,
     }
     progress(1.0, "done")
     return ForgetMeResult(face, notes, one_shot_check, evaluation["before"][0], evaluation["after"][0], visitor_metrics,
-                          retain, mia, timing, model_after, report)
+                          candidates.chips[found], retain, mia, timing, model_after, report)
 
 
 @torch.no_grad()
-def _visitor_view(ws: Workspace, model: FaceModel, visitor: FaceData, names: list[str],
-                  k: int) -> tuple[list[RetrievalRow], dict[str, float]]:
-    """Top-k rows for the visitor's check photos and their metrics, against the workspace's
-    test gallery plus all of the visitor's photos (the portrait included)."""
-    v_emb = model.embed(visitor.inputs).cpu().numpy()
-    v_lab, v_ids = visitor.labels.cpu().numpy(), visitor.image_ids
-    g_emb = np.concatenate([ws.embed(model, p) for p in GALLERY_PARTS] + [v_emb])
-    g_lab = np.concatenate([ws.data[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [v_lab])
-    g_ids = np.concatenate([ws.data[p].image_ids for p in GALLERY_PARTS] + [v_ids])
-    g_chips = np.concatenate([ws.data[p].chips for p in GALLERY_PARTS] + [visitor.chips])
-    queries = slice(1, None)  # the check photos; the portrait is what the method saw
-    rows = top_k(v_emb[queries], v_lab[queries], v_ids[queries], g_emb, g_lab, g_ids, visitor.chips[queries], g_chips, names, k)
-    metrics = retrieval(v_emb[queries], v_lab[queries], g_emb, g_lab, v_ids[queries], g_ids)
-    metrics["cs"] = compactness(v_emb, v_lab)
+def _visitor_view(ws: Workspace, model: FaceModel, visitor: FaceData, n_check: int, names: list[str], k: int,
+                  deleted: set[int]) -> tuple[list[RetrievalRow], dict[str, float]]:
+    """Top-k rows for the visitor's check photos (the last ``n_check`` of ``visitor``) and their
+    metrics, against the workspace's test gallery plus all of the visitor's photos, less the
+    ``deleted`` image ids."""
+    gallery = concat_face_data([ws.data[p] for p in GALLERY_PARTS] + [visitor])
+    gallery = gallery.subset(np.flatnonzero(~np.isin(gallery.image_ids, list(deleted))))
+    g_emb, v_emb = ws.embed_data(model, gallery), ws.embed_data(model, visitor)
+    g_lab, v_lab = gallery.labels.cpu().numpy(), visitor.labels.cpu().numpy()
+    queries = slice(len(visitor) - n_check, None)
+    q_ids = visitor.image_ids[queries]
+    rows = top_k(v_emb[queries], v_lab[queries], q_ids, g_emb, g_lab, gallery.image_ids, visitor.chips[queries], gallery.chips, names, k)
+    metrics = retrieval(v_emb[queries], v_lab[queries], g_emb, g_lab, q_ids, gallery.image_ids)
+    metrics["cs"] = compactness(v_emb[queries], v_lab[queries])
     return rows[:4], metrics
 
 

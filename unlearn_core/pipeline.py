@@ -24,6 +24,7 @@ from .data import Gallery, Split, load_gallery, make_split
 from .errors import DataUnavailable, InvalidParameter
 from .faces import ChipCache, FaceDetector
 from .features import FaceData, InputEncoder
+from .find import DEFAULT_TARGET_FMR, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroid_accuracy, centroids, compactness, retrieval
 from .model import CosFaceHead, FaceModel
@@ -32,6 +33,29 @@ from .train import TrainConfig, train_cosface
 
 Progress = Callable[[float, str], None]
 PARTS = ("forget_train", "forget_test", "retain_train", "retain_test", "distractors")
+PROTOCOLS = ("standard", "one_shot", "gallery_assisted")
+"""standard: all training photos of the forget identities are known; one_shot: one support photo
+each (S2); gallery_assisted: one selfie each, drawn from their held-out photos, finds their training
+photos (``find.py``), which are then forgotten."""
+RECOMMENDED = {"standard": "dispersion", "one_shot": "projection", "gallery_assisted": "projection"}
+"""The method each protocol runs when none is named (measured: README, docs/bench-lfw.md)."""
+
+
+@dataclass(frozen=True)
+class FindReport:
+    """The find step of one gallery-assisted request: the threshold and how well it found."""
+
+    finder: Finder
+    per_identity: dict[str, FindOutcome]
+    selfie_ids: np.ndarray
+
+    @property
+    def total(self) -> FindOutcome:
+        return FindOutcome.total(list(self.per_identity.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.total.to_json(), "thresholds": self.finder.to_json(),
+                "per_identity": {name: o.to_json() for name, o in self.per_identity.items()}}
 
 
 def cache_dir() -> Path:
@@ -104,6 +128,7 @@ class Workspace:
         self.original = self._trained_model("original", ("forget_train", "retain_train"), progress)
         self.timing["original"] = time.perf_counter() - started - self.timing["encode"]
         self._retrain: FaceModel | None = None
+        self._finder: Finder | None = None
 
     # -- data ---------------------------------------------------------------------------------
     def _align(self, progress: Progress) -> None:
@@ -170,6 +195,41 @@ class Workspace:
         return self._retrain
 
     # -- requests and evaluation -------------------------------------------------------------
+    def finder(self, model: FaceModel, target_fmr: float = DEFAULT_TARGET_FMR) -> Finder:
+        """The find step calibrated under ``model``: retained identities' held-out photos against
+        the training photos the service holds (forget identities never take part). Cached for the
+        original model."""
+        if model is self.original and (self._finder is None or self._finder.first.target_fmr != target_fmr):
+            self._finder = self._calibrate_finder(model, target_fmr)
+        return self._finder if model is self.original else self._calibrate_finder(model, target_fmr)
+
+    def _calibrate_finder(self, model: FaceModel, target_fmr: float) -> Finder:
+        train = np.concatenate([self.data["forget_train"].labels.cpu().numpy(), self.data["retain_train"].labels.cpu().numpy()])
+        candidates = np.concatenate([self.embed(model, "forget_train"), self.embed(model, "retain_train")])
+        retained = ~np.isin(train, self.forget_classes)
+        return Finder.calibrate(self.embed(model, "retain_test"), self.data["retain_test"].labels.cpu().numpy(),
+                                candidates[retained], train[retained], target_fmr)
+
+    def gallery_assisted_request(self, seed: int = 0, target_fmr: float = DEFAULT_TARGET_FMR) -> tuple[UnlearnRequest, FindReport]:
+        """One selfie per forget identity, drawn from its held-out photos, finds its training photos
+        under the original model; the request's forget set is the selfies plus what they found,
+        each labelled with the selfie's identity (a wrong find is forgotten too: precision matters)."""
+        model = self.original
+        finder = self.finder(model, target_fmr)
+        train = concat_face_data([self.data["forget_train"], self.data["retain_train"]])
+        train_emb = np.concatenate([self.embed(model, "forget_train"), self.embed(model, "retain_train")])
+        train_labels = train.labels.cpu().numpy()
+        selfies = support_sample(self.data["forget_test"], seed)
+        selfie_emb = self.embed_data(model, selfies)
+        parts, outcomes = [], {}
+        for row, label in enumerate(selfies.labels.cpu().numpy()):
+            found = finder.find(selfie_emb[row], train_emb)
+            outcomes[self.identity_names([label])[0]] = outcome(found, train_labels, int(label))
+            part = concat_face_data([selfies.subset([row]), train.subset(found)])
+            parts.append(dataclasses.replace(part, labels=torch.full_like(part.labels, int(label))))
+        request = dataclasses.replace(self.request(one_shot=True, seed=seed), forget=concat_face_data(parts), support=None)
+        return request, FindReport(finder, outcomes, selfies.image_ids)
+
     def request(self, one_shot: bool = False, seed: int = 0) -> UnlearnRequest:
         """The unlearning request: forget training images (or one support image per forget identity)
         and the retain training images (removed again for methods that do not declare them)."""
@@ -185,18 +245,24 @@ class Workspace:
             pretrained=self.backbone,
         )
 
-    @torch.no_grad()
     def embed(self, model: FaceModel, part: str) -> np.ndarray:
-        data = self.data[part]
+        return self.embed_data(model, self.data[part])
+
+    @torch.no_grad()
+    def embed_data(self, model: FaceModel, data: FaceData) -> np.ndarray:
+        """Normalised embeddings of ``data`` under ``model``, in batches."""
         if len(data) == 0:
             return np.zeros((0, self.backbone.embed_dim), np.float32)
         return torch.cat([model.embed(data.inputs[i : i + 512]) for i in range(0, len(data), 512)]).cpu().numpy()
 
-    def evaluate(self, model: FaceModel) -> dict[str, dict[str, float]]:
-        """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3)."""
-        emb = {p: self.embed(model, p) for p in PARTS}
-        lab = {p: self.data[p].labels.cpu().numpy() for p in PARTS}
-        ids = {p: self.data[p].image_ids for p in PARTS}
+    def evaluate(self, model: FaceModel, exclude: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+        """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3).
+        ``exclude``: gallery image ids left out of every query and gallery set (e.g. the selfies
+        a gallery-assisted request used, so the check runs on photos the method never saw)."""
+        keep = {p: ~np.isin(self.data[p].image_ids, exclude if exclude is not None else []) for p in PARTS}
+        emb = {p: self.embed(model, p)[keep[p]] for p in PARTS}
+        lab = {p: self.data[p].labels.cpu().numpy()[keep[p]] for p in PARTS}
+        ids = {p: self.data[p].image_ids[keep[p]] for p in PARTS}
         train_emb = np.concatenate([emb["forget_train"], emb["retain_train"]])
         train_lab = np.concatenate([lab["forget_train"], lab["retain_train"]])
         class_centroids = centroids(train_emb, train_lab, len(self.classes))
@@ -248,24 +314,45 @@ class AuditConfig:
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
     privacy: bool = True
     """Add the privacy audit (membership inference vs the retrain reference) under ``report['privacy']``."""
+    gallery_assisted: bool = False
+    """Forget what one held-out selfie per identity finds among the training photos (``PROTOCOLS``)."""
+
+    def __post_init__(self) -> None:
+        if self.one_shot and self.gallery_assisted:
+            raise InvalidParameter("choose one protocol: one-shot or gallery-assisted, not both")
+
+    @property
+    def protocol(self) -> str:
+        return "one_shot" if self.one_shot else "gallery_assisted" if self.gallery_assisted else "standard"
 
 
 def run_method(ws: Workspace, config: AuditConfig, progress: Progress | None = None) -> tuple[FaceModel, dict[str, Any]]:
     """Unlearn with one method on a prepared workspace; returns the new model and its report."""
     progress = progress or (lambda f, m: None)
     method = create_method(config.method, **config.params)
-    request = ws.request(one_shot=config.one_shot, seed=ws.config.seed)
     started = time.perf_counter()
+    find: FindReport | None = None
+    if config.gallery_assisted:
+        progress(0.0, "find: matching each selfie against the training photos")
+        request, find = ws.gallery_assisted_request(seed=ws.config.seed)
+    else:
+        request = ws.request(one_shot=config.one_shot, seed=ws.config.seed)
+    find_s = time.perf_counter() - started
     model = method.unlearn(ws.original, request, Budget(iterations=config.iterations), progress, seed=ws.config.seed)
-    unlearn_s = time.perf_counter() - started
+    unlearn_s = time.perf_counter() - started - find_s
+    exclude = find.selfie_ids if find is not None else None
     report = {
         "method": config.method,
         "params": method.get_params(),
+        "protocol": config.protocol,
         "one_shot": config.one_shot,
         "iterations_run": getattr(method, "n_iter_", None),
-        "timing_s": {"unlearn": unlearn_s},
-        "after": ws.evaluate(model),
+        "timing_s": {"unlearn": unlearn_s, **({"find": find_s, "request": find_s + unlearn_s} if find else {})},
+        "after": ws.evaluate(model, exclude),
     }
+    if find is not None:
+        report["find"] = find.to_json()
+        report["before"] = ws.evaluate(ws.original, exclude)  # the same photos as "after": the selfies left out
     return model, report
 
 
@@ -275,6 +362,7 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: 
     ws = workspace or Workspace(config.workspace, progress)
     before = ws.evaluate(ws.original)
     model, result = run_method(ws, config, progress)
+    before = result.pop("before", before)
     wc = ws.config
     report = {
         "method": config.method,
@@ -288,7 +376,7 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: 
         "n_images": {p: len(ws.data[p]) for p in PARTS},
         "n_without_face": ws.n_without_face,
         **{k: v for k, v in result.items() if k not in ("method", "timing_s", "after")},
-        "timing_s": {**{k: round(v, 3) for k, v in ws.timing.items()}, "unlearn": round(result["timing_s"]["unlearn"], 3)},
+        "timing_s": {**{k: round(v, 3) for k, v in ws.timing.items()}, **{k: round(v, 3) for k, v in result["timing_s"].items()}},
         "before": before,
         "after": result["after"],
     }

@@ -1,0 +1,41 @@
+"""Identity projection: the closed-form edit forgets in milliseconds and hides its fingerprint."""
+import torch
+
+from unlearn_core.methods.projection import embedding_layer
+
+
+def smallest_singular_values(model, k: int) -> torch.Tensor:
+    return torch.linalg.svdvals(embedding_layer(model).weight.detach().double())[-k:]
+
+
+def test_projection_forgets_the_identities_and_keeps_the_others(lfw_audit):
+    run = lfw_audit.run("projection")
+    lfw_audit.assert_forgets(run, "mAP", drop=0.6)
+    lfw_audit.assert_forgets(run, "cs", drop=0.4)
+    lfw_audit.assert_retains(run, tolerance=0.02)
+
+
+def test_one_shot_projection_uses_the_head_row_and_forgets(lfw_audit):
+    with_head = lfw_audit.run("projection", one_shot=True)
+    photo_only = lfw_audit.run("projection", one_shot=True, use_head="never")
+    lfw_audit.assert_forgets(with_head, "mAP", drop=0.5)
+    lfw_audit.assert_retains(with_head, tolerance=0.02)
+    assert with_head.after["forget"]["mAP"] < photo_only.after["forget"]["mAP"]
+
+
+def test_refill_leaves_no_exact_zero_singular_values_and_the_same_forgetting(lfw_audit):
+    plain = lfw_audit.run("projection", refill="none")
+    hidden = lfw_audit.run("projection")
+    k = plain.method.n_directions_
+    assert smallest_singular_values(plain.model, k).max() < 1e-6  # the removed directions, exposed
+    assert smallest_singular_values(hidden.model, k).min() > 1e-5
+    assert abs(plain.after["forget"]["mAP"] - hidden.after["forget"]["mAP"]) < 0.01
+    u, _, _ = torch.linalg.svd(embedding_layer(plain.model).weight.detach().double())
+    basis = plain.method.removed_basis_.double()
+    assert (basis.T @ u[:, -k:]).pow(2).sum() / k > 0.99
+
+
+def test_projection_is_deterministic_and_validates(lfw_audit):
+    lfw_audit.assert_deterministic("projection", one_shot=True)
+    lfw_audit.assert_rejects("projection", use_head="sometimes")
+    lfw_audit.assert_rejects("projection", refill="noise")
