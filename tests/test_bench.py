@@ -85,7 +85,8 @@ def test_standard_table_rows_columns_and_mean_std(bench_run: dict) -> None:
     rows = parse_table(bench_run["markdown"], "## Standard setting")
     reference = ["retrain"] if "retrain" in list_methods() else []
     assert list(rows) == ["original"] + reference + METHODS
-    columns = ["Method", "Reads", *PERCENT, *PLAIN, "ToW ↑", "Unlearn s", "Speed-up", "Iterations", "Notes"]
+    columns = ["Method", "Reads", *PERCENT, *PLAIN, "ToW ↑", "Unlearn s", "Speed-up", "Forget mAP ÷ before ↓", "Retain mAP drop ↓",
+               "Find P ↑", "Find R ↑", "Iterations", "Notes"]
     assert set(next(iter(rows.values()))) == set(columns)
     seeds = bench_run["results"]["seeds"]
     for name in ("original", "dispersion", "hard_dispersion"):

@@ -34,15 +34,13 @@ from .find import FindOutcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import compactness, retrieval
 from .model import FaceModel
-from .pipeline import RECOMMENDED, Workspace, concat_face_data, device_name
+from .pipeline import GALLERY_PARTS, RECOMMENDED, Workspace, concat_face_data, device_name
 from .viz import RetrievalRow, top_k
 
 Progress = Callable[[float, str], None]
 VISITOR = "you"
 MAX_EXTRA_PHOTOS = 10
-GALLERY_PARTS = ("forget_test", "retain_test", "distractors")
-SERVICE_PARTS = ("forget_train", "retain_train") + GALLERY_PARTS
-"""What the service holds and the find step searches: its training photos and its retrieval gallery."""
+
 
 
 @dataclass
@@ -170,14 +168,24 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     model_before = enrol(ws, held if len(held) else selfie)
     started = time.perf_counter()
     progress(0.15, "finding your photos among the ones the service holds")
-    candidates = concat_face_data([ws.data[p] for p in SERVICE_PARTS] + [held])
-    found = ws.finder(ws.original).find(ws.embed_data(model_before, selfie), ws.embed_data(model_before, candidates))
-    is_visitor = candidates.image_ids[found] < 0
-    find = FindOutcome(len(found), int(is_visitor.sum()), len(held))
-    forget = concat_face_data([selfie, candidates.subset(found)])
+    finder = ws.finder()
+    selfie_emb = ws.embed_data(model_before, selfie)
+    templates, classes = ws.identity_templates()
+    if len(held):  # the visitor's enrolled photos form one more labelled identity
+        templates = np.concatenate([templates, _unit_mean(ws.embed_data(model_before, held))])
+        classes = np.append(classes, label)
+    matched = classes[finder.find_identities(selfie_emb, templates)]
+    trained = [ws.data["forget_train"], ws.data["retain_train"], held]
+    trained_rows = np.flatnonzero(np.isin(np.concatenate([d.labels.cpu().numpy() for d in trained]), matched))
+    gallery = [ws.data[p] for p in GALLERY_PARTS]
+    gallery_rows = finder.find(selfie_emb, np.concatenate([ws.embed(ws.original, p) for p in GALLERY_PARTS]))
+    found_data = concat_face_data([take_rows(trained, trained_rows), take_rows(gallery, gallery_rows)])
+    is_visitor = found_data.image_ids < 0
+    find = FindOutcome(len(found_data), int(is_visitor.sum()), len(held))
+    forget = concat_face_data([selfie, found_data])
     forget = dataclasses.replace(forget, labels=torch.full_like(forget.labels, label))
     timing["find"] = time.perf_counter() - started
-    if len(found) == 0:
+    if len(found_data) == 0:
         notes.append("None of the photos the service holds matched your portrait, so the method forgets you from the portrait alone "
                      "(one-shot), which is weaker.")
     request = UnlearnRequest(forget_classes=[label], forget=forget, retain=ws.data["retain_train"], test=ws.data["retain_test"],
@@ -192,51 +200,71 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     started = time.perf_counter()
     names = ws.identity_names(range(len(ws.classes))) + [VISITOR]
     visitor_photos = concat_face_data([selfie, held, checks])
-    deleted = set(candidates.image_ids[found].tolist())
-    views = {"before": (model_before, set()), "after": (model_after, set()), "after_deletion": (model_after, deleted)}
-    evaluation = {name: _visitor_view(ws, model, visitor_photos, len(checks), names, config.k, drop)
-                  for name, (model, drop) in views.items()}
-    retain = {"before": baseline(ws)["retain"], "after": ws.evaluate(model_after)["retain"]}
-    mia = membership_verdict(ws, {"before": model_before, "after": model_after}, concat_face_data([selfie, checks]))
+    deleted = set(found_data.image_ids.tolist())
+    # enrolling adds a head row only, so the private copy embeds exactly as the original (cached)
+    embedded = {"before": ws.embeddings(ws.original), "after": ws.embeddings(model_after)}
+    models = {"before": model_before, "after": model_after}
+    views = {"before": ("before", set()), "after": ("after", set()), "after_deletion": ("after", deleted)}
+    evaluation = {name: _visitor_view(ws, models[when], embedded[when], visitor_photos, len(checks), names, config.k, drop)
+                  for name, (when, drop) in views.items()}
+    retain = {"before": baseline(ws)["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
+    mia = membership_verdict(ws, models, embedded, concat_face_data([selfie, checks]))
     timing["evaluate"] = time.perf_counter() - started
     timing["request"] = timing["find"] + timing["unlearn"]
     timing = {k: round(v, 3) for k, v in timing.items()}
     visitor_metrics = {name: e[1] for name, e in evaluation.items()}
     report = {
-        "flow": "forget_me", "protocol": "gallery_assisted" if len(found) else "one_shot", "method": config.method,
+        "flow": "forget_me", "protocol": "gallery_assisted" if len(found_data) else "one_shot", "method": config.method,
         "params": method.get_params(), "iterations": config.iterations, "iterations_run": getattr(method, "n_iter_", None),
         "seed": config.seed, "device": device_name(ws.device),
         "workspace": {"dataset": ws.gallery.name, "n_retain_identities": len(ws.split.retain_ids),
                       "train_from": ws.backbone.stage_names[ws.start]},
         "n_faces_in_portrait": face.n_faces, "n_enrolled": len(held), "n_check": len(chips["check"]), "one_shot_check": one_shot_check,
-        "find": {**find.to_json(), "n_other_people": int((~is_visitor).sum()), "thresholds": ws.finder(ws.original).to_json()},
+        "find": {**find.to_json(), "n_other_people": int((~is_visitor).sum()), "n_gallery_rows": len(gallery_rows),
+                 "thresholds": finder.to_json()},
         "visitor": visitor_metrics, "retain": retain, "privacy": mia, "timing_s": timing, "notes": notes,
     }
     progress(1.0, "done")
     return ForgetMeResult(face, notes, one_shot_check, evaluation["before"][0], evaluation["after"][0], visitor_metrics,
-                          candidates.chips[found], retain, mia, timing, model_after, report)
+                          found_data.chips, retain, mia, timing, model_after, report)
+
+
+def _unit_mean(embeddings: np.ndarray) -> np.ndarray:
+    mean = embeddings.mean(0, keepdims=True)
+    return mean / np.linalg.norm(mean)
+
+
+def take_rows(parts: list[FaceData], rows: np.ndarray) -> FaceData:
+    """Rows of the concatenation of ``parts`` (without concatenating them whole)."""
+    offsets = np.cumsum([0] + [len(d) for d in parts])
+    return concat_face_data([d.subset(rows[(rows >= a) & (rows < b)] - a) for d, a, b in zip(parts, offsets[:-1], offsets[1:])])
 
 
 @torch.no_grad()
-def _visitor_view(ws: Workspace, model: FaceModel, visitor: FaceData, n_check: int, names: list[str], k: int,
-                  deleted: set[int]) -> tuple[list[RetrievalRow], dict[str, float]]:
+def _visitor_view(ws: Workspace, model: FaceModel, embedded: dict[str, np.ndarray], visitor: FaceData, n_check: int,
+                  names: list[str], k: int, deleted: set[int]) -> tuple[list[RetrievalRow], dict[str, float]]:
     """Top-k rows for the visitor's check photos (the last ``n_check`` of ``visitor``) and their
-    metrics, against the workspace's test gallery plus all of the visitor's photos, less the
-    ``deleted`` image ids."""
-    gallery = concat_face_data([ws.data[p] for p in GALLERY_PARTS] + [visitor])
-    gallery = gallery.subset(np.flatnonzero(~np.isin(gallery.image_ids, list(deleted))))
-    g_emb, v_emb = ws.embed_data(model, gallery), ws.embed_data(model, visitor)
-    g_lab, v_lab = gallery.labels.cpu().numpy(), visitor.labels.cpu().numpy()
+    metrics, against the workspace's test gallery (``embedded`` under ``model``) plus all of the
+    visitor's photos, less the ``deleted`` image ids."""
+    v_emb = ws.embed_data(model, visitor)
+    g_emb = np.concatenate([embedded[p] for p in GALLERY_PARTS] + [v_emb])
+    g_lab = np.concatenate([ws.data[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [visitor.labels.cpu().numpy()])
+    g_ids = np.concatenate([ws.data[p].image_ids for p in GALLERY_PARTS] + [visitor.image_ids])
+    g_chips = np.concatenate([ws.data[p].chips for p in GALLERY_PARTS] + [visitor.chips])
+    keep = ~np.isin(g_ids, list(deleted))
+    g_emb, g_lab, g_ids, g_chips = g_emb[keep], g_lab[keep], g_ids[keep], g_chips[keep]
+    v_lab = visitor.labels.cpu().numpy()
     queries = slice(len(visitor) - n_check, None)
     q_ids = visitor.image_ids[queries]
-    rows = top_k(v_emb[queries], v_lab[queries], q_ids, g_emb, g_lab, gallery.image_ids, visitor.chips[queries], gallery.chips, names, k)
-    metrics = retrieval(v_emb[queries], v_lab[queries], g_emb, g_lab, q_ids, gallery.image_ids)
+    rows = top_k(v_emb[queries], v_lab[queries], q_ids, g_emb, g_lab, g_ids, visitor.chips[queries], g_chips, names, k)
+    metrics = retrieval(v_emb[queries], v_lab[queries], g_emb, g_lab, q_ids, g_ids)
     metrics["cs"] = compactness(v_emb[queries], v_lab[queries])
     return rows[:4], metrics
 
 
 @torch.no_grad()
-def membership_verdict(ws: Workspace, models: dict[str, FaceModel], visitor: FaceData) -> dict[str, Any]:
+def membership_verdict(ws: Workspace, models: dict[str, FaceModel], embedded: dict[str, dict[str, np.ndarray]],
+                       visitor: FaceData) -> dict[str, Any]:
     """The embedding-space membership attack of ``unlearn_core.privacy`` applied to the visitor.
 
     Score = leave-one-out centroid cosine (``attacks.centroid_similarity``): how tightly a
@@ -251,7 +279,7 @@ def membership_verdict(ws: Workspace, models: dict[str, FaceModel], visitor: Fac
 
     out: dict[str, Any] = {"attack": "embedding (leave-one-out centroid cosine)"}
     for when, model in models.items():
-        emb = np.concatenate([ws.embed(model, p) for p in ("retain_train", "retain_test")])
+        emb = np.concatenate([embedded[when][p] for p in ("retain_train", "retain_test")])
         lab = np.concatenate([ws.data[p].labels.cpu().numpy() for p in ("retain_train", "retain_test")])
         scores = np.nan_to_num(attacks.centroid_similarity(emb, lab), nan=0.0)
         members, nonmembers = scores[: len(ws.data["retain_train"])], scores[len(ws.data["retain_train"]):]

@@ -24,7 +24,7 @@ from .data import Gallery, Split, load_gallery, make_split
 from .errors import DataUnavailable, InvalidParameter
 from .faces import ChipCache, FaceDetector
 from .features import FaceData, InputEncoder
-from .find import DEFAULT_TARGET_FMR, Finder, FindOutcome, outcome
+from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroid_accuracy, centroids, compactness, retrieval
 from .model import CosFaceHead, FaceModel
@@ -33,6 +33,8 @@ from .train import TrainConfig, train_cosface
 
 Progress = Callable[[float, str], None]
 PARTS = ("forget_train", "forget_test", "retain_train", "retain_test", "distractors")
+GALLERY_PARTS = ("forget_test", "retain_test", "distractors")
+"""The retrieval gallery: photos a service searches, unlabelled to it (the training photos are labelled)."""
 PROTOCOLS = ("standard", "one_shot", "gallery_assisted")
 """standard: all training photos of the forget identities are known; one_shot: one support photo
 each (S2); gallery_assisted: one selfie each, drawn from their held-out photos, finds their training
@@ -128,7 +130,8 @@ class Workspace:
         self.original = self._trained_model("original", ("forget_train", "retain_train"), progress)
         self.timing["original"] = time.perf_counter() - started - self.timing["encode"]
         self._retrain: FaceModel | None = None
-        self._finder: Finder | None = None
+        self._finders: dict[float, Finder] = {}
+        self._original_embeddings: dict[str, np.ndarray] = {}
 
     # -- data ---------------------------------------------------------------------------------
     def _align(self, progress: Progress) -> None:
@@ -195,35 +198,46 @@ class Workspace:
         return self._retrain
 
     # -- requests and evaluation -------------------------------------------------------------
-    def finder(self, model: FaceModel, target_fmr: float = DEFAULT_TARGET_FMR) -> Finder:
-        """The find step calibrated under ``model``: retained identities' held-out photos against
-        the training photos the service holds (forget identities never take part). Cached for the
-        original model."""
-        if model is self.original and (self._finder is None or self._finder.first.target_fmr != target_fmr):
-            self._finder = self._calibrate_finder(model, target_fmr)
-        return self._finder if model is self.original else self._calibrate_finder(model, target_fmr)
+    def identity_templates(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(templates, classes)``: each training identity's normalised mean embedding under the
+        original model, as a service holding labelled training photos keeps them."""
+        emb = np.concatenate([self.embed(self.original, p) for p in ("forget_train", "retain_train")])
+        labels = np.concatenate([self.data[p].labels.cpu().numpy() for p in ("forget_train", "retain_train")])
+        classes = np.unique(labels)
+        return centroids(emb, labels, len(self.classes))[classes], classes
 
-    def _calibrate_finder(self, model: FaceModel, target_fmr: float) -> Finder:
-        train = np.concatenate([self.data["forget_train"].labels.cpu().numpy(), self.data["retain_train"].labels.cpu().numpy()])
-        candidates = np.concatenate([self.embed(model, "forget_train"), self.embed(model, "retain_train")])
-        retained = ~np.isin(train, self.forget_classes)
-        return Finder.calibrate(self.embed(model, "retain_test"), self.data["retain_test"].labels.cpu().numpy(),
-                                candidates[retained], train[retained], target_fmr)
+    def finder(self, false_per_search: float = FALSE_MATCHES_PER_SEARCH) -> Finder:
+        """The find step calibrated under the original model on the identities the service keeps:
+        each of their held-out photos plays the selfie against the retained identities' templates
+        and against every other gallery photo (forget identities never take part). Cached."""
+        if false_per_search not in self._finders:
+            templates, classes = self.identity_templates()
+            kept = ~np.isin(classes, self.forget_classes)
+            queries = self.data["retain_test"]
+            photos = [p for p in GALLERY_PARTS if p != "forget_test"]
+            self._finders[false_per_search] = Finder.calibrate(
+                self.embed(self.original, "retain_test"), queries.labels.cpu().numpy(), queries.image_ids,
+                templates[kept], classes[kept], np.concatenate([self.embed(self.original, p) for p in photos]),
+                np.concatenate([self.data[p].labels.cpu().numpy() for p in photos]),
+                np.concatenate([self.data[p].image_ids for p in photos]), false_per_search)
+        return self._finders[false_per_search]
 
-    def gallery_assisted_request(self, seed: int = 0, target_fmr: float = DEFAULT_TARGET_FMR) -> tuple[UnlearnRequest, FindReport]:
-        """One selfie per forget identity, drawn from its held-out photos, finds its training photos
-        under the original model; the request's forget set is the selfies plus what they found,
-        each labelled with the selfie's identity (a wrong find is forgotten too: precision matters)."""
-        model = self.original
-        finder = self.finder(model, target_fmr)
+    def gallery_assisted_request(self, seed: int = 0) -> tuple[UnlearnRequest, FindReport]:
+        """One selfie per forget identity, drawn from its held-out photos, finds the training
+        identities it matches (``Finder.find_identities``) and so their photos; the request's
+        forget set is the selfies plus those photos, each labelled with the selfie's identity
+        (a wrong match is forgotten too: precision matters). The evaluation gallery is not searched:
+        its photos are the check."""
+        finder = self.finder()
+        templates, classes = self.identity_templates()
         train = concat_face_data([self.data["forget_train"], self.data["retain_train"]])
-        train_emb = np.concatenate([self.embed(model, "forget_train"), self.embed(model, "retain_train")])
         train_labels = train.labels.cpu().numpy()
         selfies = support_sample(self.data["forget_test"], seed)
-        selfie_emb = self.embed_data(model, selfies)
+        selfie_emb = self.embed_data(self.original, selfies)
         parts, outcomes = [], {}
         for row, label in enumerate(selfies.labels.cpu().numpy()):
-            found = finder.find(selfie_emb[row], train_emb)
+            matched = classes[finder.find_identities(selfie_emb[row], templates)]
+            found = np.flatnonzero(np.isin(train_labels, matched))
             outcomes[self.identity_names([label])[0]] = outcome(found, train_labels, int(label))
             part = concat_face_data([selfies.subset([row]), train.subset(found)])
             parts.append(dataclasses.replace(part, labels=torch.full_like(part.labels, int(label))))
@@ -246,7 +260,16 @@ class Workspace:
         )
 
     def embed(self, model: FaceModel, part: str) -> np.ndarray:
-        return self.embed_data(model, self.data[part])
+        """Normalised embeddings of one part (cached for the original model, which never changes)."""
+        if model is not self.original:
+            return self.embed_data(model, self.data[part])
+        if part not in self._original_embeddings:
+            self._original_embeddings[part] = self.embed_data(model, self.data[part])
+        return self._original_embeddings[part]
+
+    def embeddings(self, model: FaceModel) -> dict[str, np.ndarray]:
+        """Every part's embeddings under ``model`` (compute once, pass to ``evaluate`` and friends)."""
+        return {p: self.embed(model, p) for p in PARTS}
 
     @torch.no_grad()
     def embed_data(self, model: FaceModel, data: FaceData) -> np.ndarray:
@@ -255,12 +278,15 @@ class Workspace:
             return np.zeros((0, self.backbone.embed_dim), np.float32)
         return torch.cat([model.embed(data.inputs[i : i + 512]) for i in range(0, len(data), 512)]).cpu().numpy()
 
-    def evaluate(self, model: FaceModel, exclude: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    def evaluate(self, model: FaceModel, exclude: np.ndarray | None = None,
+                 embeddings: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
         """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3).
         ``exclude``: gallery image ids left out of every query and gallery set (e.g. the selfies
-        a gallery-assisted request used, so the check runs on photos the method never saw)."""
+        a gallery-assisted request used, so the check runs on photos the method never saw).
+        ``embeddings``: ``self.embeddings(model)`` when already computed."""
+        embeddings = embeddings or self.embeddings(model)
         keep = {p: ~np.isin(self.data[p].image_ids, exclude if exclude is not None else []) for p in PARTS}
-        emb = {p: self.embed(model, p)[keep[p]] for p in PARTS}
+        emb = {p: embeddings[p][keep[p]] for p in PARTS}
         lab = {p: self.data[p].labels.cpu().numpy()[keep[p]] for p in PARTS}
         ids = {p: self.data[p].image_ids[keep[p]] for p in PARTS}
         train_emb = np.concatenate([emb["forget_train"], emb["retain_train"]])
