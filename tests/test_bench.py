@@ -45,7 +45,8 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         with contextlib.redirect_stdout(stdout):
             rc = main(["bench", "--dataset", "olivetti", "--forget", "5", "--distractors", "0", "--device", "cpu",
                        "--train-from", "tail", "--methods", ",".join(METHODS), "--seeds", ",".join(map(str, SEEDS)),
-                       "--budget", "short", "--iterations", "6", "--out", str(md), "--json", str(js)])
+                       "--budget", "short", "--iterations", "6", "--protocols", "standard,one_shot,gallery_assisted",
+                       "--out", str(md), "--json", str(js)])
     return {"rc": rc, "stdout": stdout.getvalue(), "markdown": md.read_text(), "results": json.loads(js.read_text())}
 
 
@@ -156,3 +157,15 @@ def test_budget_profiles():
     assert bench.BenchConfig(budget="short", iterations=7).cap("gradient_ascent") == 7
     with pytest.raises(InvalidParameter, match="budget must be one of"):
         bench.BenchConfig(budget="tiny")
+
+
+def test_gallery_assisted_table_reports_the_find_step(bench_run: dict) -> None:
+    rows = parse_table(bench_run["markdown"], "## Gallery-assisted setting")
+    seeds = bench_run["results"]["seeds"]
+    runs = [r["gallery_assisted"]["dispersion"] for r in seeds]
+    assert rows["dispersion"]["Find P ↑"] == expected([r["find"]["precision"] for r in runs], 100, 1)
+    assert rows["dispersion"]["Find R ↑"] == expected([r["find"]["recall"] for r in runs], 100, 1)
+    ratios = [r["metrics"]["forget"]["mAP"] / r["before"]["forget"]["mAP"] for r in runs]
+    assert rows["dispersion"]["Forget mAP ÷ before ↓"] == expected(ratios, 1, 3)
+    assert all(r["find"]["precision"] == 1.0 for r in runs)
+    assert rows["retrain"]["Notes"].startswith("reference")

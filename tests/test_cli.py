@@ -82,7 +82,8 @@ def test_forget_me_cli_finds_and_forgets_a_person_outside_the_gallery(tmp_path):
     assert report["method"] == "projection" and report["device"].startswith("CPU")
     assert report["find"]["n_found"] == 2 and report["find"]["precision"] == 1.0 and report["find"]["recall"] == 1.0
     visitor = report["visitor"]
-    assert visitor["before"]["mAP"] > 0.9 and visitor["after"]["mAP"] < 0.6 and visitor["after_deletion"]["mAP"] <= visitor["after"]["mAP"]
+    assert visitor["before"]["mAP"] > 0.9 and visitor["after"]["mAP"] < 0.6  # measured 1.00 -> 0.34
+    assert visitor["after_deletion"]["n_queries"] == 2 and report["find"]["n_other_people"] == 0
     assert report["retain"]["before"]["mAP"] - report["retain"]["after"]["mAP"] < 0.01
     assert {"unlearn", "total"} <= set(report["timing_s"])
 

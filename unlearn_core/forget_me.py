@@ -209,6 +209,9 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
                   for name, (when, drop) in views.items()}
     retain = {"before": baseline(ws)["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
     mia = membership_verdict(ws, models, embedded, concat_face_data([selfie, checks]))
+    known = [int(c) for c in matched if c != label]
+    gallery_identities = {name: _identity_check(ws, embedded, c, ws.embed_data(model_before, selfie)[0], config.k)
+                          for name, c in zip(ws.identity_names(known), known)}
     timing["evaluate"] = time.perf_counter() - started
     timing["request"] = timing["find"] + timing["unlearn"]
     timing = {k: round(v, 3) for k, v in timing.items()}
@@ -222,11 +225,31 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
         "n_faces_in_portrait": face.n_faces, "n_enrolled": len(held), "n_check": len(chips["check"]), "one_shot_check": one_shot_check,
         "find": {**find.to_json(), "n_other_people": int((~is_visitor).sum()), "n_gallery_rows": len(gallery_rows),
                  "thresholds": finder.to_json()},
-        "visitor": visitor_metrics, "retain": retain, "privacy": mia, "timing_s": timing, "notes": notes,
+        "visitor": visitor_metrics, "gallery_identities": gallery_identities, "retain": retain, "privacy": mia, "timing_s": timing, "notes": notes,
     }
     progress(1.0, "done")
     return ForgetMeResult(face, notes, one_shot_check, evaluation["before"][0], evaluation["after"][0], visitor_metrics,
                           found_data.chips, retain, mia, timing, model_after, report)
+
+
+def _identity_check(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], label: int, portrait: np.ndarray,
+                    k: int) -> dict[str, dict[str, float]]:
+    """When the portrait matched an identity the service trained on: that identity's held-out
+    gallery photos as queries against the gallery (the portrait's own copy, cosine >= 0.999 under
+    the original, left out), before and after. ``clean_top_k``: the share of queries whose top-k
+    holds none of the person's other photos."""
+    labels = np.concatenate([ws.data[p].labels.cpu().numpy() for p in GALLERY_PARTS])
+    ids = np.concatenate([ws.data[p].image_ids for p in GALLERY_PARTS])
+    twin = np.concatenate([embedded["before"][p] for p in GALLERY_PARTS]) @ portrait >= 0.999
+    out = {}
+    for when, emb in embedded.items():
+        gallery = np.concatenate([emb[p] for p in GALLERY_PARTS])[~twin]
+        g_labels, g_ids = labels[~twin], ids[~twin]
+        queries = g_labels == label
+        metrics = retrieval(gallery[queries], g_labels[queries], gallery, g_labels, g_ids[queries], g_ids, ranks=(1, k))
+        out[when] = {"mAP": metrics["mAP"], "rank1": metrics["rank1"], f"clean_top{k}": 1.0 - metrics[f"rank{k}"],
+                     "n_queries": metrics["n_queries"]}
+    return out
 
 
 def _unit_mean(embeddings: np.ndarray) -> np.ndarray:
