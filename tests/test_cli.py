@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from unlearn_core.cli import TqdmProgress
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,3 +50,14 @@ def test_methods_lists_parameters_and_presets():
     assert result.returncode == 0
     assert "dispersion" in result.stdout and "retain_weight" in result.stdout
     assert "preset retain-preserving: lr=0.002" in result.stdout
+
+
+def test_progress_bar_shows_percentage_and_message_but_no_rate(capsys):
+    progress = TqdmProgress()
+    progress(0.0, "training the original model: epoch 1")
+    progress(0.5, "training the original model: epoch 5")
+    progress(1.0, "privacy audit")  # a new phase: the first bar is closed, a second one opened
+    progress.close()
+    err = capsys.readouterr().err
+    assert "training the original model:  50%" in err and "epoch 5" in err and "privacy audit: 100%" in err
+    assert "it/s" not in err and "s/it" not in err

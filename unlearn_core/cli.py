@@ -48,7 +48,13 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 class TqdmProgress:
-    """Progress callback drawing one tqdm bar per phase (the message prefix before ':')."""
+    """Progress callback drawing one tqdm bar per phase (the message prefix before ':').
+
+    The bar shows the fraction done, the time elapsed and the message, never a rate: progress
+    arrives as jumps of a fraction, so an items-per-second figure would be meaningless.
+    """
+
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}"
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
@@ -59,7 +65,7 @@ class TqdmProgress:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            self.bar = tqdm(total=1000, desc=phase, leave=False, file=sys.stderr)
+            self.bar = tqdm(total=1000, desc=phase, leave=False, file=sys.stderr, bar_format=self.BAR_FORMAT)
         assert self.bar is not None
         self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
         self.bar.set_postfix_str(message[len(phase) + 1 :].strip()[:60], refresh=True)
