@@ -1,7 +1,8 @@
 """Forget me: a Gradio demo and audit tool for face-identity unlearning (a thin shell over unlearn_core).
 
-Run ``python app.py`` (127.0.0.1:7860; ``--host``/``--port`` or ``UNLEARN_HOST``/``UNLEARN_PORT``).
-Every setting below can be changed with an ``UNLEARN_*`` environment variable or a flag (``--help``).
+Run ``python app.py`` (127.0.0.1:7860). Every setting below can be changed with an ``UNLEARN_*``
+environment variable or a flag (``--help``); a flag wins. Gradio's own ``GRADIO_SERVER_NAME`` and
+``GRADIO_SERVER_PORT`` (set by Hugging Face Spaces and other hosts) win over ``UNLEARN_HOST``/``UNLEARN_PORT``.
 Uploads are read into memory and the uploaded file is deleted at once; each visitor's unlearned
 model lives in their session state only and is dropped when the session ends.
 """
@@ -49,9 +50,16 @@ NO_GALLERY_HELP = (
 )
 
 
+GRADIO_ENV = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT"}
+"""Gradio's launch variables, which hosts that follow Gradio's conventions set; they win over ``UNLEARN_*``."""
+
+
 def _env(name: str, default: Any) -> Any:
-    value = os.environ.get(f"UNLEARN_{name.upper()}")
-    return default if value is None else type(default)(value)
+    """A setting from the environment: Gradio's own variable if it has one, then ``UNLEARN_<NAME>``, then ``default``."""
+    for variable in (GRADIO_ENV.get(name), f"UNLEARN_{name.upper()}"):
+        if variable and variable in os.environ:
+            return type(default)(os.environ[variable])
+    return default
 
 
 @dataclasses.dataclass
@@ -75,6 +83,7 @@ class AppSettings:
 
     @classmethod
     def from_env_and_args(cls, argv: list[str] | None = None) -> "AppSettings":
+        """Defaults, overridden by the environment (``_env``), overridden by command-line flags."""
         base = cls(**{f.name: _env(f.name, f.default) if f.type != "bool" else _env(f.name, int(f.default)) != 0
                       for f in dataclasses.fields(cls)})
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -7,6 +7,10 @@ import hashlib
 import os
 import re
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +19,8 @@ from gradio_client import Client, handle_file
 
 import app
 
-LFW = Path(__file__).resolve().parents[2] / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
+ROOT = Path(__file__).resolve().parents[1]
+LFW = ROOT.parent / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
 PEOPLE = ("Tony_Blair", "Colin_Powell", "Gerhard_Schroeder")  # not among the small workspace's identities is not required
 
 
@@ -131,3 +136,47 @@ def test_presets_fill_method_and_parameters():
     assert app.apply_preset(app.DEFAULTS, "ssd") == ("ssd", "")
     methods, params = app.apply_audit_preset(choice, ["ssd"])
     assert methods == ["dispersion", "ssd"] and app._params(params) == {"dispersion": app.preset_params("dispersion", "retain-preserving")}
+
+
+def test_settings_precedence_flags_then_gradio_env_then_unlearn_env(monkeypatch):
+    for variable in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "UNLEARN_HOST", "UNLEARN_PORT"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = lambda *argv: app.AppSettings.from_env_and_args(list(argv))  # noqa: E731
+    assert (settings().host, settings().port) == ("127.0.0.1", 7860)
+    monkeypatch.setenv("UNLEARN_HOST", "10.1.2.3")
+    monkeypatch.setenv("UNLEARN_PORT", "7001")
+    assert (settings().host, settings().port) == ("10.1.2.3", 7001)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7002")
+    assert (settings().host, settings().port) == ("0.0.0.0", 7002)
+    assert (settings("--host", "127.0.0.1", "--port", "7003").host, settings("--port", "7003").port) == ("127.0.0.1", 7003)
+
+
+def test_app_listens_where_gradio_environment_says(tmp_path):
+    """``python app.py`` started as Hugging Face Spaces starts it: Gradio's variables (with SPACE_ID
+    set) choose the address, over the app's own UNLEARN_PORT."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "SPACE_ID": "test/forget-me",
+           "UNLEARN_PORT": str(free_port()), "UNLEARN_WARMUP": "0", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, f"the app exited ({server.returncode}):\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"nothing answered on port {port}:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    assert response.status == 200 and b"Forget me" in response.read()
+                    break
+            except OSError:
+                time.sleep(1)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
