@@ -20,6 +20,8 @@ from .pipeline import AuditConfig, WorkspaceConfig, run_audit
 from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")
+MIN_IMAGES_HELP = ("photos a person needs to be forgotten or retained, at least 4 (2 to train on, 2 to test); "
+                   "default: the gallery's own (lfw 20 to forget / 10 to retain, olivetti 10 / 4, folder 4)")
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         privacy=not args.no_privacy,
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
                                   device=args.device, train_from=args.train_from, n_distractors=args.distractors,
-                                  n_retain=args.retain),
+                                  n_retain=args.retain, min_images=args.min_images),
     )
     method_class(config.method)(**config.params)  # validate parameters before any expensive work
     progress = TqdmProgress()
@@ -123,7 +125,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         budget=args.budget,
         iterations=args.iterations,
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, backbone=args.backbone, device=args.device,
-                                  train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain),
+                                  train_from=args.train_from, n_distractors=args.distractors, n_retain=args.retain,
+                                  min_images=args.min_images),
     )
 
     def save(results: dict) -> None:
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH (<root>/<identity>/<image>)")
     audit.add_argument("--forget", type=int, default=10, help="number of identities to forget (sampled by seed)")
     audit.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
+    audit.add_argument("--min-images", type=int, default=None, help=MIN_IMAGES_HELP)
     audit.add_argument("--method", default="dispersion", help="see `python -m unlearn_core methods`")
     audit.add_argument("--preset", help="a named parameter set of the method (see `methods -v`); --param values override it")
     audit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
@@ -179,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iterations", type=int, default=None, help="replace the budget's default cap (its per-method caps still apply)")
     bench.add_argument("--forget", type=int, default=10, help="identities to forget per seed")
     bench.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
+    bench.add_argument("--min-images", type=int, default=None, help=MIN_IMAGES_HELP)
     bench.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")
     bench.add_argument("--backbone", default="dlib_resnet")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -71,6 +71,9 @@ class WorkspaceConfig:
     forget_ids: list[str] | None = None
     n_retain: int | None = None
     """Keep only this many retain identities (None: all eligible)."""
+    min_images: int | None = None
+    """Photos a person needs to be forgotten or retained (at least 4); None: the gallery's own
+    minimums (LFW 20 to forget / 10 to retain, Olivetti 10 / 4, folders and zips 4)."""
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -90,7 +93,7 @@ class Workspace:
         self.gallery = gallery or load_gallery(config.dataset)
         self.split: Split = make_split(self.gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
                                        max_images_per_identity=config.max_images_per_identity, forget_ids=config.forget_ids,
-                                       n_retain=config.n_retain)
+                                       n_retain=config.n_retain, min_images=config.min_images)
         progress(0.05, f"aligning faces of {self.gallery.name}")
         self._align(progress)
         self.timing["align"] = time.perf_counter() - started
