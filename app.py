@@ -3,8 +3,9 @@
 Run ``python app.py`` (127.0.0.1:7860). Every setting below can be changed with an ``UNLEARN_*``
 environment variable or a flag (``--help``); a flag wins. Gradio's own ``GRADIO_SERVER_NAME`` and
 ``GRADIO_SERVER_PORT`` (set by Hugging Face Spaces and other hosts) win over ``UNLEARN_HOST``/``UNLEARN_PORT``.
-Uploads are read into memory and the uploaded file is deleted at once; each visitor's unlearned
-model lives in their session state only and is dropped when the session ends.
+Uploads are read into memory and the uploaded file is deleted at once; what a visitor uploaded (so
+that a flow can run again with the same inputs) and their unlearned model live in their session
+state only and are dropped when the session ends.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.data_classes import ImageData
 import numpy as np
 import torch
 
@@ -72,6 +74,8 @@ class AppSettings:
     n_forget: int = 4
     n_retain: int = 24
     max_images: int = 20
+    min_images: int = 0
+    """Photos a person needs to be forgotten or retained; 0: the gallery's own (see ``WorkspaceConfig.min_images``)."""
     distractors: int = 100
     device: str = "auto"
     train_from: str = "auto"
@@ -96,7 +100,8 @@ class AppSettings:
 
     def workspace(self, **overrides: Any) -> WorkspaceConfig:
         config = dict(dataset=self.dataset, n_forget=self.n_forget, seed=0, device=self.device, train_from=self.train_from,
-                      n_distractors=self.distractors, max_images_per_identity=self.max_images, n_retain=self.n_retain)
+                      n_distractors=self.distractors, max_images_per_identity=self.max_images, n_retain=self.n_retain,
+                      min_images=self.min_images or None)
         return WorkspaceConfig(**{**config, **overrides})
 
 
@@ -149,20 +154,58 @@ def available_galleries() -> list[str]:
 
 
 # -- uploads ----------------------------------------------------------------------------------
-def read_upload(upload: Any) -> bytes:
-    """The bytes of an upload (path from Gradio, or raw bytes); Gradio's temporary copy is deleted
-    right away so the photo never stays on disk."""
-    if upload is None:
-        raise InvalidParameter("Please upload a photo first.")
-    if isinstance(upload, (bytes, bytearray)):
-        return bytes(upload)
-    path = Path(getattr(upload, "path", None) or getattr(upload, "name", None) or upload)
-    try:
-        data = path.read_bytes()
-    except OSError:
-        raise InvalidParameter("The uploaded file could not be read; please upload it again.") from None
-    discard_upload(path)
-    return data
+class UploadedImage(gr.Image):
+    """An image input (``type="filepath"``) handed to the function as the upload's path, unopened.
+
+    Gradio's own preprocessing opens the file, which fails when a flow runs again: the app deletes
+    the file once read (``SessionUploads``). The app decodes and checks images itself (``faces``).
+    """
+
+    is_template = True  # drawn in the browser as a plain gr.Image
+
+    def preprocess(self, payload: ImageData | None) -> str | None:
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return payload.path
+        return super().preprocess(payload)
+
+
+class SessionUploads:
+    """What a visitor uploaded for one flow (``flow``), kept in their session state, in memory.
+
+    Gradio stores an upload as a temporary file and sends its path again on every click. The file
+    is read once and deleted at once; its bytes are kept under that path, so running the flow
+    again with the same inputs works. Only the latest run's uploads are kept (a new upload replaces
+    the old one), and ``release_session`` drops them with the rest of the state.
+    """
+
+    def __init__(self, state: dict | None, flow: str):
+        self.flow = flow
+        self.others: dict[str, dict[str, bytes]] = dict((state or {}).get("uploads", {}))
+        self.previous = self.others.pop(flow, {})
+        self.kept: dict[str, bytes] = {}
+
+    def read(self, upload: Any) -> bytes:
+        """The bytes of an upload (a path from Gradio, or raw bytes)."""
+        if upload is None:
+            raise InvalidParameter("Please upload a photo first.")
+        if isinstance(upload, (bytes, bytearray)):
+            return bytes(upload)
+        path = Path(getattr(upload, "path", None) or getattr(upload, "name", None) or upload)
+        key = str(path)
+        if key not in self.previous:
+            try:
+                self.previous[key] = path.read_bytes()
+            except OSError:
+                raise InvalidParameter("The uploaded file could not be read; please upload it again.") from None
+            discard_upload(path)
+        self.kept[key] = self.previous[key]
+        return self.kept[key]
+
+    def attach_to(self, state: dict | None) -> dict | None:
+        """``state`` (the run's new session state, or the old one after an error) holding the uploads kept."""
+        rest = {k: v for k, v in (state or {}).items() if k != "uploads"}
+        held = {flow: files for flow, files in {**self.others, self.flow: self.kept}.items() if files}
+        return {**rest, "uploads": held} if held else (rest or None)
 
 
 def discard_upload(path: Path) -> None:
@@ -237,9 +280,10 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
                   params: str | None, state: dict | None, progress: gr.Progress | None = gr.Progress()) -> tuple:
     """The "Forget me" button. Every user-facing problem becomes a message, never a crash."""
     empty = ("", "", None, "", "", "", "")
+    uploads = SessionUploads(state, "forget_me")
     try:
-        data = read_upload(portrait)
-        extra_data = [read_upload(e) for e in (extras or [])]
+        data = uploads.read(portrait)
+        extra_data = [uploads.read(e) for e in (extras or [])]
         config = ForgetMeConfig(method=method, params=_params(params), iterations=_whole("iterations", iterations, 1, 5000),
                                 take_largest_face=bool(take_largest))
         report_progress = _progress(progress)
@@ -249,10 +293,10 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
         result = forget_me(ws, data, extra_data, config, report_progress)
         wait = time.perf_counter() - started
     except UnlearnError as err:
-        return (_message("error", str(err)), *empty, state)
+        return (_message("error", str(err)), *empty, uploads.attach_to(state))
     report = {**result.report, "portrait_sha256": hashlib.sha256(data).hexdigest(), "model_sha256": _fingerprint(result.model)}
     report["timing_s"]["total"] = round(wait, 3)
-    state = {"model": result.model, "report": report}
+    state = uploads.attach_to({"model": result.model, "report": report})
     v, r = result.visitor, result.retain
     crop = (f'<div class="uc-crop"><img src="{viz.image_uri(result.portrait.chip, 150)}" width="150" height="150">'
             f"<br>The face we found and aligned</div>")
@@ -303,18 +347,20 @@ def session_info(state: dict | None) -> dict:
     """What this session holds (hashes only): lets tests check that sessions are isolated."""
     if not state:
         return {"empty": True}
-    report = state["report"]
+    report = state.get("report", {})
     return {"empty": False, "portrait_sha256": report.get("portrait_sha256"), "model_sha256": report.get("model_sha256"),
-            "method": report.get("method"), "flow": report.get("flow")}
+            "method": report.get("method"), "flow": report.get("flow"),
+            "uploads": {flow: len(files) for flow, files in state.get("uploads", {}).items()}}
 
 
 # -- audit ----------------------------------------------------------------------------------
 @gpu
-def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, seed: Any,
+def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any,
               methods: list[str] | None, iterations: Any, params: str | None, one_shot: bool, with_retrain: bool,
               projections: list[str] | None, state: dict | None, progress: gr.Progress | None = gr.Progress()) -> tuple:
     """The "Run audit" button: one workspace, each chosen method, compared side by side."""
     empty = ("", None, None, None, "", "", "")
+    uploads = SessionUploads(state, "audit")
     try:
         spec = GALLERIES.get(gallery)
         if spec is None:
@@ -330,7 +376,8 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
         names = [n.strip() for n in (forget_names or "").split(",") if n.strip()]
         config = SETTINGS.workspace(
             dataset=spec, n_forget=_whole("identities to forget", n_forget, 1, 100), seed=_whole("seed", seed, 0, 2**31 - 1),
-            n_retain=_whole("retain identities", n_retain, 2, 1000), forget_ids=names or None)
+            n_retain=_whole("retain identities", n_retain, 2, 1000), forget_ids=names or None,
+            min_images=_whole("minimum photos per person", min_images, 0, 1000) or None)
         iters = _whole("iterations", iterations, 1, 100_000)
         audit_configs = [AuditConfig(m, per_method if flat else per_method.get(m, {}), iters, bool(one_shot), config) for m in methods]
         for c in audit_configs:  # validate every parameter before any work
@@ -338,7 +385,7 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
         report_progress = _progress(progress)
         report_progress(0.0, "preparing the gallery")
         if spec == "zip":
-            upload = read_upload(zip_file) if zip_file is not None else None
+            upload = uploads.read(zip_file) if zip_file is not None else None
             if upload is None:
                 raise InvalidParameter("Upload a zip of <identity>/<image> folders, or pick LFW or ORL.")
             with zip_gallery(upload) as folder_gallery:
@@ -349,7 +396,7 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
         report_progress(0.9, "drawing the maps")
         maps = viz.audit_maps(ws, models, projections, seed=config.seed) if projections else {}
     except UnlearnError as err:
-        return (_message("error", str(err)), *empty, state)
+        return (_message("error", str(err)), *empty, uploads.attach_to(state))
     headers, rows = viz.metrics_table(report["before"], {m: report["runs"][m]["after"] for m in methods}, report.get("retrain"))
     table = viz.table_html(headers, rows)
     galleries = viz.gallery_html(viz.workspace_top_k(ws, ws.original), "Before") + "".join(
@@ -362,7 +409,7 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
                 + download_link(html_report, "audit-report.html", "text/html", "Download report (HTML)"))
     timing = ", ".join(f"{m} {report['runs'][m]['timing_s']['unlearn']:.1f} s" for m in methods)
     status = _message("ok", f"Audit of {len(report['forget_identities'])} identities on {report['dataset']} ({report['device']}): {timing}.")
-    state = {"report": {**report, "flow": "audit"}, "models": {m: _fingerprint(models[m]) for m in methods}}
+    state = uploads.attach_to({"report": {**report, "flow": "audit"}, "models": {m: _fingerprint(models[m]) for m in methods}})
     return status, table, maps.get("tsne"), maps.get("umap"), roc, galleries, privacy, download, state
 
 
@@ -445,7 +492,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
         with gr.Tab("Forget me"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    portrait = gr.Image(label="Your portrait (one face)", type="filepath", image_mode=None,
+                    portrait = UploadedImage(label="Your portrait (one face)", type="filepath", image_mode=None,
                                         sources=["upload", "webcam"], elem_id="portrait")
                     extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}; used only to test the result)",
                                      file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
@@ -474,6 +521,9 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     au_names = gr.Textbox(label="Identities to forget (comma-separated; empty = random by seed)")
                     au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
                     au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")
+                    au_min_images = gr.Number(settings.min_images, precision=0, minimum=0, elem_id="au-min-images",
+                                              label="Minimum photos per person (0: the gallery's own: LFW 20 to forget / 10 to retain, "
+                                                    "ORL 10 / 4, zip 4, the least the protocol needs)")
                     au_seed = gr.Number(0, precision=0, label="Seed")
                     au_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="au-preset")
                     au_methods = gr.CheckboxGroup(list_methods(), value=[default_method], label="Methods")
@@ -500,7 +550,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
         fm_button.click(run_forget_me, [portrait, extras, fm_method, fm_iterations, fm_largest, fm_params, state],
                         [fm_status, fm_crop, fm_metrics, fm_bars, fm_before, fm_after, fm_privacy, fm_download, state],
                         api_name="forget_me")
-        au_button.click(run_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_seed, au_methods, au_iterations,
+        au_button.click(run_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_min_images, au_seed, au_methods, au_iterations,
                                     au_params, au_one_shot, au_retrain, au_proj, state],
                         [au_status, au_table, au_tsne, au_umap, au_roc, au_galleries, au_privacy, au_download, state],
                         api_name="audit")

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.client import Endpoint
 
 import app
 
@@ -102,10 +104,53 @@ def test_concurrent_sessions_are_isolated(server):
     assert stored_photos(uploads) == []
 
 
+def few_photos_zip(path: Path, n_people: int = 10, per_person: int = 5) -> Path:
+    """A reviewer's own gallery as a zip: ``n_people`` AT&T faces, ``per_person`` photos each."""
+    att = ROOT.parent / "shared" / "faces" / "att_faces"
+    with zipfile.ZipFile(path, "w") as archive:
+        for person in sorted((p for p in att.iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))[:n_people]:
+            for photo in sorted(person.glob("*.pgm"))[:per_person]:
+                archive.write(photo, f"{person.name}/{photo.name}")
+    return path
+
+
+@pytest.fixture
+def uploads_once(monkeypatch):
+    """Make a client upload each local file once and then resend the server's path, as the browser
+    does when a button is pressed again: the second run finds Gradio's file already deleted."""
+    uploaded: dict[str, dict] = {}
+    upload = Endpoint._upload_file
+
+    def once(self, f: dict, data_index: int) -> dict:
+        if f["path"] not in uploaded:
+            uploaded[f["path"]] = upload(self, f, data_index)
+        return uploaded[f["path"]]
+
+    monkeypatch.setattr(Endpoint, "_upload_file", once)
+    return uploaded
+
+
+def test_both_flows_run_again_with_the_same_uploads(server, uploads_once, tmp_path):
+    url, uploads = server
+    client = Client(url, verbose=False)
+    for _ in range(2):
+        status = forget_me(client, "Colin_Powell", n_extras=3)[0]
+        assert status.startswith("✅"), status
+    assert stored_photos(uploads) == [], "Gradio's copies are deleted at once; the bytes live in the session's memory"
+    assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4}
+    gallery = handle_file(str(few_photos_zip(tmp_path / "gallery.zip")))
+    for _ in range(2):  # a gallery with 5 photos per person: the zip default (4) admits everyone
+        status, table, *_ = client.predict("Uploaded zip", gallery, "", 3, 24, 0, 0, ["dispersion"], 3, "", False, False, [],
+                                           api_name="/audit")
+        assert status.startswith("✅") and "Audit of 3 identities on zip" in status, status
+    assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4, "audit": 1}
+    assert len(uploads_once) == 5 and stored_photos(uploads) == []
+
+
 def test_audit_side_by_side(server):
     client = Client(server[0], verbose=False)
     status, table, tsne, umap, roc, galleries, privacy, download = client.predict(
-        "LFW", None, "", 4, 24, 0, ["dispersion", "hard_dispersion"], 3, "", False, True, ["t-SNE"], api_name="/audit")
+        "LFW", None, "", 4, 24, 0, 0, ["dispersion", "hard_dispersion"], 3, "", False, True, ["t-SNE"], api_name="/audit")
     assert status.startswith("✅"), status
     for column in ("before", "retrain", "dispersion", "hard_dispersion", "Δ dispersion − before"):
         assert f"<th>{column}</th>" in table
