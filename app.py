@@ -154,19 +154,22 @@ def available_galleries() -> list[str]:
 
 
 # -- uploads ----------------------------------------------------------------------------------
-class UploadedImage(gr.Image):
-    """An image input (``type="filepath"``) handed to the function as the upload's path, unopened.
+def keep_upload_path(image: gr.Image) -> gr.Image:
+    """``image`` (``type="filepath"``), handing the function the upload's path unopened.
 
     Gradio's own preprocessing opens the file, which fails when a flow runs again: the app deletes
     the file once read (``SessionUploads``). The app decodes and checks images itself (``faces``).
+    Set on the instance: a ``gr.Image`` subclass would make Gradio write a stub file beside app.py.
     """
+    preprocess = image.preprocess
 
-    is_template = True  # drawn in the browser as a plain gr.Image
-
-    def preprocess(self, payload: ImageData | None) -> str | None:
+    def path_unopened(payload: ImageData | None) -> str | None:
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return payload.path
-        return super().preprocess(payload)
+        return preprocess(payload)
+
+    image.preprocess = path_unopened
+    return image
 
 
 class SessionUploads:
@@ -492,8 +495,8 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
         with gr.Tab("Forget me"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    portrait = UploadedImage(label="Your portrait (one face)", type="filepath", image_mode=None,
-                                        sources=["upload", "webcam"], elem_id="portrait")
+                    portrait = keep_upload_path(gr.Image(label="Your portrait (one face)", type="filepath", image_mode=None,
+                                                         sources=["upload", "webcam"], elem_id="portrait"))
                     extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}; used only to test the result)",
                                      file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
                     fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
