@@ -31,7 +31,7 @@ from unlearn_core.data import load_gallery, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError
 from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me
 from unlearn_core.methods import list_methods, method_class, preset_params
-from unlearn_core.privacy import format_privacy_table, privacy_audit
+from unlearn_core.privacy import privacy_audit
 from unlearn_core.pipeline import AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 
 try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
@@ -332,20 +332,6 @@ def forget_me_privacy_text(mia: dict | None) -> str:
     return "\n".join(lines)
 
 
-def audit_privacy_text(runs: dict[str, dict]) -> str:
-    audited = {m: r["privacy"] for m, r in runs.items() if r.get("privacy")}
-    if not audited:
-        return "Privacy audit: tick \"Compare with the retrain reference\" to run the membership-inference attacks."
-    parts = ["**Privacy audit** (each cell: unlearned | retrain). *AUC mem/non*: how well the attack tells training from held-out "
-             "images; *forget->member*: share of forgotten images still called members; *AUC forget/held*: forgotten vs held-out "
-             "images of the same people (0.5 = like retrain; well below 0.5 = Streisand); *TPR@0.1%FPR*: hits at a strict false-alarm rate."]
-    for method, privacy in audited.items():
-        flag = privacy["streisand"]
-        parts.append(f"**{method}**" + (f" ⚠️ Streisand flag: {'; '.join(flag['reasons'])}" if flag["flag"] else " (no Streisand flag)")
-                     + f"\n```\n{format_privacy_table(privacy)}\n```")
-    return "\n\n".join(parts)
-
-
 def session_info(state: dict | None) -> dict:
     """What this session holds (hashes only): lets tests check that sessions are isolated."""
     if not state:
@@ -404,10 +390,10 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
     table = viz.table_html(headers, rows)
     galleries = viz.gallery_html(viz.workspace_top_k(ws, ws.original), "Before") + "".join(
         viz.gallery_html(viz.workspace_top_k(ws, models[m]), f"After {m}") for m in methods)
-    roc = viz.roc_figure({m: r["privacy"] for m, r in report["runs"].items() if r.get("privacy")}, include="forget_vs_heldout")
-    privacy = audit_privacy_text(report["runs"])
+    audited = {m: r["privacy"] for m, r in report["runs"].items() if r.get("privacy")}
+    roc, privacy = viz.roc_figure(audited), viz.privacy_html(audited)
     figures = [f for f in (maps.get("tsne"), maps.get("umap"), roc) if f is not None]
-    html_report = viz.html_report("Unlearning audit", report, figures, [table, galleries])
+    html_report = viz.html_report("Unlearning audit", report, figures, [table, privacy, galleries])
     download = (download_link(viz.to_json(report), "audit-report.json", "application/json", "Download report (JSON)") + " · "
                 + download_link(html_report, "audit-report.html", "text/html", "Download report (HTML)"))
     timing = ", ".join(f"{m} {report['runs'][m]['timing_s']['unlearn']:.1f} s" for m in methods)
@@ -545,7 +531,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     au_umap = gr.Plot(label="UMAP", elem_id="au-umap")
                     au_roc = gr.Plot(label="Attack ROC", elem_id="au-roc")
                     au_galleries = gr.HTML(elem_id="au-galleries")
-                    au_privacy = gr.Markdown(elem_id="au-privacy")
+                    au_privacy = gr.HTML(elem_id="au-privacy")
                     au_download = gr.HTML(elem_id="au-download")
         info = gr.JSON(visible=False)
         fm_preset.change(apply_preset, [fm_preset, fm_method], [fm_method, fm_params])

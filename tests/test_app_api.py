@@ -153,11 +153,15 @@ def test_audit_side_by_side(server):
         "LFW", None, "", 4, 24, 0, 0, ["dispersion", "hard_dispersion"], 3, "", False, True, ["t-SNE"], api_name="/audit")
     assert status.startswith("✅"), status
     for column in ("before", "retrain", "dispersion", "hard_dispersion", "Δ dispersion − before"):
-        assert f"<th>{column}</th>" in table
+        assert f">{column}</th>" in table
+    assert 'title="Mean average precision' in table, "each metric explains itself on hover"
     assert tsne is not None and umap is None
     assert roc is not None, "the privacy audit's ROC curves should be drawn"
     assert galleries.count("<h4>") == 3  # before + one per method
-    assert "Streisand" in privacy and "shokri" in privacy
+    assert privacy.count('<table class="uc-table uc-privacy-table">') == 2  # one per method
+    for attack in ("shokri", "salun", "embedding", "rmia"):
+        assert f"<b>{attack}</b>: " in privacy
+    assert "Streisand" in privacy and "alarming" in privacy
     assert 'download="audit-report.html"' in download
 
 
