@@ -126,6 +126,9 @@ class WorkspacePool:
             self._items[self._key(ws.config)] = ws
 
     def get(self, config: WorkspaceConfig, progress: Callable[[float, str], None] | None = None) -> Workspace:
+        """The workspace for ``config``, on the device this call sees: on Hugging Face ZeroGPU a GPU
+        exists only inside the ``spaces.GPU`` call, so a workspace built on the CPU outside it (at
+        warm-up) is copied onto the GPU there (``Workspace.on``); elsewhere it is returned as is."""
         key = self._key(config)
         with self._lock:  # one build at a time; queued sessions then reuse it
             if key not in self._items:
@@ -133,7 +136,8 @@ class WorkspacePool:
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
             self._items.move_to_end(key)
-            return self._items[key]
+            ws = self._items[key]
+        return ws.on(resolve_device(config.device))
 
 
 POOL = WorkspacePool()

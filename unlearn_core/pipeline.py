@@ -4,6 +4,7 @@ split, device) and is reused across methods; models are cached on disk.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -165,6 +166,29 @@ class Workspace:
         save_file(trainable, str(tmp))
         tmp.replace(path)
         return model
+
+    def on(self, device: torch.device) -> "Workspace":
+        """This workspace with its backbone, models and model inputs on ``device``; itself when they
+        are there already. The copy shares the gallery, split and chips; its models are copies, so
+        the original workspace is left as it was. For a GPU lent only for the length of a call
+        (Hugging Face ZeroGPU), where the workspace was built on the CPU: the split point
+        (``start``) stays as built."""
+        if device == self.device:
+            return self
+        moved = copy.copy(self)
+        module = copy.deepcopy(self.backbone.module).to(device)
+        shared = {id(old): new for old, new in zip(self.backbone.module.stages, module.stages)}
+
+        def move(model: FaceModel) -> FaceModel:
+            return copy.deepcopy(model, dict(shared)).to(device)
+
+        moved.device = device
+        moved.backbone = dataclasses.replace(self.backbone, module=module)
+        moved.encoder = InputEncoder(moved.backbone, self.start, device)
+        moved.data = {part: data.to(device) for part, data in self.data.items()}
+        moved.original = move(self.original)
+        moved._retrain = None if self._retrain is None else move(self._retrain)
+        return moved
 
     def retrain_model(self, progress: Progress | None = None) -> FaceModel:
         """The gold-standard reference: the original recipe on retain identities only (cached)."""
