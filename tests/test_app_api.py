@@ -39,7 +39,7 @@ def server(lfw_workspace, tmp_path_factory):
     previous = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(uploads)
     app.POOL.add(lfw_workspace)
-    settings = app.AppSettings(port=free_port(), device="cpu", train_from="tail", iterations=3, warmup=False)
+    settings = app.AppSettings(port=free_port(), device="cpu", train_from="tail", iterations=3, audit_iterations=3, warmup=False)
     demo, url = app.launch(settings, block=False)
     yield url, uploads
     demo.close()
@@ -176,6 +176,18 @@ def test_starts_without_any_gallery_and_says_how_to_get_one(tmp_path, monkeypatc
         assert "/forget_me" in Client(url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
     finally:
         demo.close()
+
+
+def test_audit_tab_starts_from_the_measured_preset_and_says_why(server):
+    client = Client(server[0], verbose=False)
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/audit"]["parameters"]
+    defaults = {p["parameter_name"]: p.get("parameter_default") for p in parameters}
+    assert defaults["methods"] == ["dispersion"] and defaults["iterations"] == 3  # the fixture's audit_iterations
+    assert app._params(defaults["params"]) == {"dispersion": app.preset_params("dispersion", "retain-preserving")}
+    props = {c["props"].get("elem_id"): c["props"] for c in client.config["components"] if c.get("props", {}).get("elem_id")}
+    assert props["au-preset"]["value"] == app.AUDIT_PRESET
+    assert app.AUDIT_PRESET in props["au-preset-note"]["value"] and "measured on a CPU" in props["au-preset-note"]["value"]
+    assert app.AppSettings().audit_iterations == 1000 and app.AppSettings().iterations == 40  # Forget me keeps its own
 
 
 def test_presets_fill_method_and_parameters():
