@@ -41,6 +41,8 @@ try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
 except ImportError:
     def gpu(fn: Callable) -> Callable:
         return fn
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
+"""On Hugging Face ZeroGPU a real GPU exists only inside ``gpu``-decorated calls (the main process may fake CUDA)."""
 
 ROOT = Path(__file__).resolve().parent
 GALLERIES = {"LFW": "lfw", "ORL (Olivetti)": "olivetti", "Uploaded zip": "zip"}
@@ -127,19 +129,22 @@ class WorkspacePool:
         with self._lock:
             self._items[self._key(ws.config)] = ws
 
-    def get(self, config: WorkspaceConfig, progress: Callable[[float, str], None] | None = None) -> Workspace:
-        """The workspace for ``config``, on the device this call sees: on Hugging Face ZeroGPU a GPU
-        exists only inside the ``spaces.GPU`` call, so a workspace built on the CPU outside it (at
-        warm-up) is copied onto the GPU there (``Workspace.on``); elsewhere it is returned as is."""
+    def build(self, config: WorkspaceConfig, progress: Callable[[float, str], None] | None = None) -> Workspace:
+        """The pooled workspace for ``config``, built once; on ZeroGPU on the CPU (``ZERO_GPU``)."""
         key = self._key(config)
         with self._lock:  # one build at a time; queued sessions then reuse it
             if key not in self._items:
-                self._items[key] = Workspace(config, progress)
+                self._items[key] = Workspace(dataclasses.replace(config, device="cpu") if ZERO_GPU else config, progress)
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
             self._items.move_to_end(key)
-            ws = self._items[key]
-        return ws.on(resolve_device(config.device))
+            return self._items[key]
+
+    def get(self, config: WorkspaceConfig, progress: Callable[[float, str], None] | None = None) -> Workspace:
+        """``build``, on the device this call runs on (``config.device`` resolved now): inside a
+        ZeroGPU call a workspace built on the CPU is copied onto the GPU (``Workspace.on``);
+        elsewhere it is the pooled workspace itself."""
+        return self.build(config, progress).on(resolve_device(config.device))
 
 
 POOL = WorkspacePool()
@@ -574,7 +579,7 @@ def warm_up(settings: AppSettings) -> None:
     """Prepare the default workspace in the background so the first visitor waits less."""
     def build() -> None:
         try:
-            POOL.get(settings.workspace())
+            POOL.build(settings.workspace())
         except UnlearnError as err:
             print(f"[app] default gallery not ready: {err}")
     threading.Thread(target=build, daemon=True).start()

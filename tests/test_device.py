@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,6 +33,18 @@ def test_on_another_device_copies_models_and_inputs(olivetti_workspace):
     for model in (ws.original, ws.retrain_model(), ws.backbone.module):
         assert {p.device.type for p in model.parameters()} == {"cpu"}
     assert all(d.inputs.device.type == "cpu" for d in ws.data.values()) and ws.device.type == "cpu"
+
+
+def test_zero_gpu_builds_pooled_workspaces_on_the_cpu(monkeypatch):
+    """On ZeroGPU the main process has no real GPU (it may fake one): warm-up builds on the CPU, under
+    the key of the configuration the app asks for."""
+    built = []
+    monkeypatch.setattr(app, "ZERO_GPU", True)
+    monkeypatch.setattr(app, "Workspace", lambda config, progress=None: built.append(config) or SimpleNamespace(config=config))
+    pool, config = app.WorkspacePool(), app.AppSettings().workspace()
+    workspace = pool.build(config)
+    assert config.device == "auto" and built == [dataclasses.replace(config, device="cpu")]
+    assert pool.build(config) is workspace and len(built) == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
