@@ -206,13 +206,14 @@ class SessionUploads:
             return bytes(upload)
         path = Path(getattr(upload, "path", None) or getattr(upload, "name", None) or upload)
         key = str(path)
-        if key not in self.previous:
+        if key in self.previous:
+            self.kept[key] = self.previous[key]
+        elif key not in self.kept:
             try:
-                self.previous[key] = path.read_bytes()
+                self.kept[key] = path.read_bytes()
             except OSError:
                 raise InvalidParameter("The uploaded file could not be read; please upload it again.") from None
             discard_upload(path)
-        self.kept[key] = self.previous[key]
         return self.kept[key]
 
     def attach_to(self, state: dict | None) -> dict | None:
