@@ -39,6 +39,8 @@ ATTACKS: dict[str, tuple[Callable[[int], Any] | None, bool]] = {
 """Attack name -> (attack-model factory, or None for a fixed score; whether unseen identities are
 non-members too). Label-aware attacks cannot use unseen identities: they have no head class, and
 the embedding attack needs two images of an identity."""
+REPORTED_ATTACKS = (*ATTACKS, "rmia")
+"""Every attack with a block in the report, each holding ``unlearned`` and ``retrain`` results."""
 
 
 class Outputs:
@@ -256,11 +258,11 @@ PRIVACY_COLUMNS = (
 
 
 def privacy_rows(privacy: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per attack (those of ``ATTACKS``, then RMIA): its ``PRIVACY_COLUMNS`` numbers for the
+    """One row per attack (``REPORTED_ATTACKS``): its ``PRIVACY_COLUMNS`` numbers for the
     unlearned model and the retrain reference (None where the attack has no such number), the
     share of forget photos beyond retrain (None for RMIA) and its Streisand reasons."""
     rows = []
-    for attack in (*ATTACKS, "rmia"):
+    for attack in REPORTED_ATTACKS:
         block = privacy[attack]
         numbers = {}
         for who in ("unlearned", "retrain"):

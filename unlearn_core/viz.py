@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from PIL import Image
 
 from .errors import InvalidParameter
-from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, privacy_rows
+from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
 
 METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."),
            ("head_acc", "head acc."))
@@ -177,37 +177,36 @@ def _tile(chip: np.ndarray, label: str, colour: str, cls: str) -> str:
 # -- privacy ----------------------------------------------------------------------------------
 ATTACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 METHOD_DASHES = ("solid", "dot", "dashdot", "longdashdot")
-RETRAIN_DASH = "dash"
+REFERENCE = "retrain reference"
 
 
 def roc_figure(privacy_by_method: dict[str, dict]) -> go.Figure | None:
     """The attacks' forget-vs-held-out ROC curves on log-log axes, grouped: one colour per attack,
     solid lines for the (first) unlearned model, dotted / dash-dotted for further methods, dashed
     for the retrain reference (the same for every method, drawn once); chance is the diagonal.
-    ``None`` when there is no privacy block."""
+    ``privacy_by_method``: method -> its privacy block; ``None`` when there is none."""
     if not privacy_by_method:
         return None
-    curves = []  # (attack, who, fpr, tpr)
+    styles = {method: METHOD_DASHES[i % len(METHOD_DASHES)] for i, method in enumerate(privacy_by_method)}
+    styles[REFERENCE] = "dash"
+    colours = {attack: ATTACK_COLOURS[i % len(ATTACK_COLOURS)] for i, attack in enumerate(REPORTED_ATTACKS)}
+    curves = []  # (attack, legend label, fpr, tpr)
     for k, (method, privacy) in enumerate(privacy_by_method.items()):
-        for row in privacy_rows(privacy):
-            for who in ((method, "retrain") if k == 0 else (method,)):
-                roc = privacy[row["attack"]]["unlearned" if who == method else "retrain"]["forget_vs_heldout"]["roc"]
-                curves.append((row["attack"], who, np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float)))
+        sides = [(method, "unlearned")] + ([(REFERENCE, "retrain")] if k == 0 else [])
+        for attack in REPORTED_ATTACKS:
+            for label, side in sides:
+                roc = privacy[attack][side]["forget_vs_heldout"]["roc"]
+                curves.append((attack, label, np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float)))
     positive = [v for *_, f, t in curves for v in np.concatenate([f, t]) if np.isfinite(v) and v > 0]
     floor = max(min(positive, default=1e-4), 1e-6)
-    attacks = list(dict.fromkeys(attack for attack, *_ in curves))
-    styles = {who: RETRAIN_DASH if who == "retrain" else METHOD_DASHES[i % len(METHOD_DASHES)]
-              for i, who in enumerate(list(privacy_by_method) + ["retrain"])}
     fig = go.Figure()
-    for attack, who, fpr, tpr in curves:
+    for attack, label, fpr, tpr in curves:
         keep = np.isfinite(fpr) & np.isfinite(tpr)
-        colour = ATTACK_COLOURS[attacks.index(attack) % len(ATTACK_COLOURS)]
         fig.add_trace(go.Scatter(x=np.clip(fpr[keep], floor, 1), y=np.clip(tpr[keep], floor, 1), mode="lines", name=attack,
-                                 legendgroup=attack, showlegend=False, line=dict(color=colour, dash=styles[who]),
-                                 hovertemplate=f"{html.escape(attack)} · {html.escape(who)}<br>FPR %{{x:.3g}}, TPR %{{y:.3g}}<extra></extra>"))
-    for attack in attacks:  # the legend: one entry per colour, then one per line style
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=attack, legendgroup=attack,
-                                 line=dict(color=ATTACK_COLOURS[attacks.index(attack) % len(ATTACK_COLOURS)])))
+                                 legendgroup=attack, showlegend=False, line=dict(color=colours[attack], dash=styles[label]),
+                                 hovertemplate=f"{html.escape(attack)} · {html.escape(label)}<br>FPR %{{x:.3g}}, TPR %{{y:.3g}}<extra></extra>"))
+    for attack, colour in colours.items():  # the legend: one entry per colour, then one per line style
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=attack, legendgroup=attack, line=dict(color=colour)))
     for who, dash in styles.items():
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=who, line=dict(color="#444", dash=dash)))
     fig.add_trace(go.Scatter(x=[floor, 1], y=[floor, 1], mode="lines", name="chance", line=dict(color="#bbb", width=1),
