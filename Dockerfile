@@ -18,8 +18,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     GRADIO_TEMP_DIR=/tmp/gradio \
     MPLCONFIGDIR=/tmp/matplotlib \
     NUMBA_CACHE_DIR=/tmp/numba \
-    UNLEARN_HOST=0.0.0.0 \
-    UNLEARN_PORT=7860 \
+    GRADIO_SERVER_NAME=0.0.0.0 \
+    GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False
 
 RUN apt-get update \
@@ -47,5 +47,5 @@ RUN python -c "from unlearn_core.backbones import create_backbone; from unlearn_
  && if [ "$BAKE_LFW" = "1" ]; then python -c "from unlearn_core.data import load_lfw; print(len(load_lfw()), 'LFW images')"; fi
 
 EXPOSE 7860
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/', timeout=4)"
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/' % os.environ['GRADIO_SERVER_PORT'], timeout=4)"
 CMD ["python", "app.py"]

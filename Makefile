@@ -5,19 +5,26 @@ PY := $(VENV)/bin/python
 SHARED := $(abspath ../shared)
 export SCIKIT_LEARN_DATA ?= $(if $(wildcard $(SHARED)/sklearn_data),$(SHARED)/sklearn_data,)
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+# The runtime (requirements.txt) and, for the tests only, requirements-test.txt: one stamp each.
+$(VENV)/.installed-run: requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install run test bench bench-short
-install: $(VENV)/.installed
+.PHONY: install install-test run test bench bench-short
+install: $(VENV)/.installed-run
+
+install-test: $(VENV)/.installed-test
 
 run: install
 	$(PY) app.py
 
-test: install
+test: install-test
 	$(PY) -m pytest -q tests
 
 bench: install

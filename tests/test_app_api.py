@@ -7,15 +7,22 @@ import hashlib
 import os
 import re
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.client import Endpoint
 
 import app
 
-LFW = Path(__file__).resolve().parents[2] / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
+ROOT = Path(__file__).resolve().parents[1]
+LFW = ROOT.parent / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
 PEOPLE = ("Tony_Blair", "Colin_Powell", "Gerhard_Schroeder")  # not among the small workspace's identities is not required
 
 
@@ -32,7 +39,7 @@ def server(lfw_workspace, tmp_path_factory):
     previous = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(uploads)
     app.POOL.add(lfw_workspace)
-    settings = app.AppSettings(port=free_port(), device="cpu", train_from="tail", iterations=3, warmup=False)
+    settings = app.AppSettings(port=free_port(), device="cpu", train_from="tail", iterations=3, audit_iterations=3, warmup=False)
     demo, url = app.launch(settings, block=False)
     yield url, uploads
     demo.close()
@@ -97,17 +104,64 @@ def test_concurrent_sessions_are_isolated(server):
     assert stored_photos(uploads) == []
 
 
+def few_photos_zip(path: Path, n_people: int = 10, per_person: int = 5) -> Path:
+    """A reviewer's own gallery as a zip: ``n_people`` AT&T faces, ``per_person`` photos each."""
+    att = ROOT.parent / "shared" / "faces" / "att_faces"
+    with zipfile.ZipFile(path, "w") as archive:
+        for person in sorted((p for p in att.iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))[:n_people]:
+            for photo in sorted(person.glob("*.pgm"))[:per_person]:
+                archive.write(photo, f"{person.name}/{photo.name}")
+    return path
+
+
+@pytest.fixture
+def uploads_once(monkeypatch):
+    """Make a client upload each local file once and then resend the server's path, as the browser
+    does when a button is pressed again: the second run finds Gradio's file already deleted."""
+    uploaded: dict[str, dict] = {}
+    upload = Endpoint._upload_file
+
+    def once(self, f: dict, data_index: int) -> dict:
+        if f["path"] not in uploaded:
+            uploaded[f["path"]] = upload(self, f, data_index)
+        return uploaded[f["path"]]
+
+    monkeypatch.setattr(Endpoint, "_upload_file", once)
+    return uploaded
+
+
+def test_both_flows_run_again_with_the_same_uploads(server, uploads_once, tmp_path):
+    url, uploads = server
+    client = Client(url, verbose=False)
+    for _ in range(2):
+        status = forget_me(client, "Colin_Powell", n_extras=3)[0]
+        assert status.startswith("✅"), status
+    assert stored_photos(uploads) == [], "Gradio's copies are deleted at once; the bytes live in the session's memory"
+    assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4}
+    gallery = handle_file(str(few_photos_zip(tmp_path / "gallery.zip")))
+    for _ in range(2):  # a gallery with 5 photos per person: the zip default (4) admits everyone
+        status, table, *_ = client.predict("Uploaded zip", gallery, "", 3, 24, 0, 0, ["dispersion"], 3, "", False, False, [],
+                                           api_name="/audit")
+        assert status.startswith("✅") and "Audit of 3 identities on zip" in status, status
+    assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4, "audit": 1}
+    assert len(uploads_once) == 5 and stored_photos(uploads) == []
+
+
 def test_audit_side_by_side(server):
     client = Client(server[0], verbose=False)
     status, table, tsne, umap, roc, galleries, privacy, download = client.predict(
-        "LFW", None, "", 4, 24, 0, ["dispersion", "hard_dispersion"], 3, "", False, True, ["t-SNE"], api_name="/audit")
+        "LFW", None, "", 4, 24, 0, 0, ["dispersion", "hard_dispersion"], 3, "", False, True, ["t-SNE"], api_name="/audit")
     assert status.startswith("✅"), status
     for column in ("before", "retrain", "dispersion", "hard_dispersion", "Δ dispersion − before"):
-        assert f"<th>{column}</th>" in table
+        assert f">{column}</th>" in table
+    assert 'title="Mean average precision' in table, "each metric explains itself on hover"
     assert tsne is not None and umap is None
     assert roc is not None, "the privacy audit's ROC curves should be drawn"
     assert galleries.count("<h4>") == 3  # before + one per method
-    assert "Streisand" in privacy and "shokri" in privacy
+    assert privacy.count('<table class="uc-table uc-privacy-table">') == 2  # one per method
+    for attack in ("shokri", "salun", "embedding", "rmia"):
+        assert f"<b>{attack}</b>: " in privacy
+    assert "Streisand" in privacy and "alarming" in privacy
     assert 'download="audit-report.html"' in download
 
 
@@ -124,6 +178,18 @@ def test_starts_without_any_gallery_and_says_how_to_get_one(tmp_path, monkeypatc
         demo.close()
 
 
+def test_audit_tab_starts_from_the_measured_preset_and_says_why(server):
+    client = Client(server[0], verbose=False)
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/audit"]["parameters"]
+    defaults = {p["parameter_name"]: p.get("parameter_default") for p in parameters}
+    assert defaults["methods"] == ["dispersion"] and defaults["iterations"] == 3  # the fixture's audit_iterations
+    assert app._params(defaults["params"]) == {"dispersion": app.preset_params("dispersion", "retain-preserving")}
+    props = {c["props"].get("elem_id"): c["props"] for c in client.config["components"] if c.get("props", {}).get("elem_id")}
+    assert props["au-preset"]["value"] == app.AUDIT_PRESET
+    assert app.AUDIT_PRESET in props["au-preset-note"]["value"] and "measured on a CPU" in props["au-preset-note"]["value"]
+    assert app.AppSettings().audit_iterations == 1000 and app.AppSettings().iterations == 40  # Forget me keeps its own
+
+
 def test_presets_fill_method_and_parameters():
     choice = next(c for c in app.preset_choices() if c.startswith("dispersion" + app.PRESET_SEPARATOR))
     method, params = app.apply_preset(choice, "gradient_ascent")
@@ -131,3 +197,47 @@ def test_presets_fill_method_and_parameters():
     assert app.apply_preset(app.DEFAULTS, "ssd") == ("ssd", "")
     methods, params = app.apply_audit_preset(choice, ["ssd"])
     assert methods == ["dispersion", "ssd"] and app._params(params) == {"dispersion": app.preset_params("dispersion", "retain-preserving")}
+
+
+def test_settings_precedence_flags_then_gradio_env_then_unlearn_env(monkeypatch):
+    for variable in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "UNLEARN_HOST", "UNLEARN_PORT"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = lambda *argv: app.AppSettings.from_env_and_args(list(argv))  # noqa: E731
+    assert (settings().host, settings().port) == ("127.0.0.1", 7860)
+    monkeypatch.setenv("UNLEARN_HOST", "10.1.2.3")
+    monkeypatch.setenv("UNLEARN_PORT", "7001")
+    assert (settings().host, settings().port) == ("10.1.2.3", 7001)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7002")
+    assert (settings().host, settings().port) == ("0.0.0.0", 7002)
+    assert (settings("--host", "127.0.0.1", "--port", "7003").host, settings("--port", "7003").port) == ("127.0.0.1", 7003)
+
+
+def test_app_listens_where_gradio_environment_says(tmp_path):
+    """``python app.py`` started as Hugging Face Spaces starts it: Gradio's variables (with SPACE_ID
+    set) choose the address, over the app's own UNLEARN_PORT."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "SPACE_ID": "test/forget-me",
+           "UNLEARN_PORT": str(free_port()), "UNLEARN_WARMUP": "0", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, f"the app exited ({server.returncode}):\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"nothing answered on port {port}:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    assert response.status == 200 and b"Forget me" in response.read()
+                    break
+            except OSError:
+                time.sleep(1)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

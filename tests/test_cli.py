@@ -1,10 +1,14 @@
 """The headless CLI: the audit report contract, and clean errors."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from unlearn_core.cli import TqdmProgress
+
 ROOT = Path(__file__).resolve().parents[1]
+ATT = ROOT.parent / "shared" / "faces" / "att_faces"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -36,7 +40,7 @@ def test_bad_input_gives_one_line_not_a_traceback():
         (("audit", "--param", "lr=7"), "lr must be in"),
         (("audit", "--preset", "fastest"), "has no preset 'fastest'"),
         (("audit", "--dataset", "folder:/nonexistent"), "does not exist"),
-        (("audit", "--dataset", "olivetti", "--forget", "99", "--device", "cpu"), "n_forget must be between"),
+        (("audit", "--dataset", "olivetti", "--forget", "99", "--device", "cpu"), "forgetting 99 needs 100"),
     ]:
         result = run_cli(*args)
         assert result.returncode == 2
@@ -95,3 +99,36 @@ def test_forget_me_cli_bad_photo_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
     missing = run_cli("forget-me", "--portrait", str(tmp_path / "nope.jpg"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_progress_bar_shows_percentage_and_message_but_no_rate(capsys):
+    progress = TqdmProgress()
+    progress(0.0, "training the original model: epoch 1")
+    progress(0.5, "training the original model: epoch 5")
+    progress(1.0, "privacy audit")  # a new phase: the first bar is closed, a second one opened
+    progress.close()
+    err = capsys.readouterr().err
+    assert "training the original model:  50%" in err and "epoch 5" in err and "privacy audit: 100%" in err
+    assert "it/s" not in err and "s/it" not in err
+
+
+def few_photos_folder(root: Path, n_people: int = 10) -> Path:
+    """A reviewer's own gallery: ``n_people`` AT&T faces with 4, 5 or 6 photos each, copied under ``root``."""
+    for k, person in enumerate(sorted((p for p in ATT.iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))[:n_people]):
+        (root / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.pgm"))[: 4 + k % 3]:
+            shutil.copy(photo, root / person.name / photo.name)
+    return root
+
+
+def test_audit_on_a_folder_with_few_photos_per_person(tmp_path):
+    gallery = few_photos_folder(tmp_path / "gallery")
+    out = tmp_path / "report.json"
+    result = run_cli("audit", "--dataset", f"folder:{gallery}", "--forget", "3", "--no-privacy", "--iterations", "20",
+                     "--device", "cpu", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert len(report["forget_identities"]) == 3 and report["n_retain_identities"] == 7
+    result = run_cli("audit", "--dataset", f"folder:{gallery}", "--forget", "3", "--min-images", "6", "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has 3 people with at least 6 photos each; forgetting 3 needs 4" in result.stderr, result.stderr

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unlearn_core.data import load_folder, load_gallery, make_split
+from unlearn_core.data import Gallery, load_folder, load_gallery, make_split
 from unlearn_core.errors import DataUnavailable, InvalidParameter
 
 
@@ -30,7 +30,7 @@ def test_split_is_identity_disjoint_and_seeded(lfw):
 
 
 def test_split_rejects_bad_counts(lfw):
-    with pytest.raises(InvalidParameter, match="n_forget must be between 1 and 61"):
+    with pytest.raises(InvalidParameter, match="lfw has 62 people with at least 20 photos each; forgetting 100 needs 101.*Forget at most 61"):
         make_split(lfw, 100)
     with pytest.raises(InvalidParameter, match="unknown identities"):
         make_split(lfw, 1, forget_ids=["Nobody_Atall"])
@@ -52,3 +52,31 @@ def test_lfw_unavailable_offline_is_clear(monkeypatch, tmp_path):
     monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path))
     with pytest.raises(DataUnavailable, match="SCIKIT_LEARN_DATA"):
         load_gallery("lfw", download_if_missing=False)
+
+
+def few_photos_gallery() -> Gallery:
+    """12 people with 4, 5 or 6 photos each (paths only: splitting reads no image)."""
+    labels = np.repeat(np.arange(12), [4, 5, 6] * 4)
+    return Gallery("folder:few", [f"photo{i}.jpg" for i in range(len(labels))], labels, [f"person{i}" for i in range(12)])
+
+
+def test_min_images_defaults_to_the_protocol_minimum_for_folders():
+    split = make_split(few_photos_gallery(), 3)
+    assert len(split.forget_ids) == 3 and len(split.retain_ids) == 9
+    labels = few_photos_gallery().labels
+    assert (np.unique(labels[split.forget_test], return_counts=True)[1] == 2).all()  # 2 test photos each, the rest to train
+    assert set(labels[split.forget_train]) == set(split.forget_ids)
+
+
+def test_min_images_option_and_plain_errors(lfw):
+    gallery = few_photos_gallery()
+    split = make_split(gallery, 2, min_images=6)  # 4 people have 6 photos: 2 forgotten, 2 retained
+    assert (gallery.counts()[np.concatenate([split.forget_ids, split.retain_ids])] == 6).all() and len(split.retain_ids) == 2
+    with pytest.raises(InvalidParameter, match=r"folder:few has 0 people with at least 7 photos each; forgetting 3 needs 4 .*--min-images"):
+        make_split(gallery, 3, min_images=7)
+    with pytest.raises(InvalidParameter, match="forgetting 12 needs 13.*Forget at most 11.*add them or their photos"):
+        make_split(gallery, 12)
+    with pytest.raises(InvalidParameter, match="at least 4 .2 to train on, 2 to test., got 3"):
+        make_split(gallery, 3, min_images=3)
+    wider = make_split(lfw, 10, min_images=4)  # LFW keeps 20 / 10 unless asked
+    assert (lfw.counts()[wider.retain_ids] >= 4).all() and (lfw.counts()[wider.retain_ids] < 10).any()

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from unlearn_core import viz
 from unlearn_core.pipeline import AuditConfig, Workspace, run_audit
-from unlearn_core.privacy import ATTACKS, format_privacy_table, privacy_audit
+from unlearn_core.privacy import ATTACKS, REPORTED_ATTACKS, format_privacy_table, privacy_audit
 
 
 @pytest.fixture(scope="module")
@@ -73,5 +74,12 @@ def test_over_forgetting_triggers_the_streisand_flag(lfw_workspace):
     assert len(gaps) == 4 and (gaps < 0).all()  # every forget identity retrieved worse than under retrain
     table = format_privacy_table(privacy)
     assert "Streisand flag: embedding:" in table and "tug of war" in table
+    panel = viz.privacy_html({"dispersion": privacy})
+    assert "⚠️ Streisand flag: embedding:" in panel and panel.count("<b>") == len(REPORTED_ATTACKS)
+    roc = viz.roc_figure({"dispersion": privacy})
+    drawn = [t for t in roc.data if t.showlegend is False]
+    assert len(drawn) == 2 * len(REPORTED_ATTACKS)  # each attack: the unlearned model and the retrain reference
+    assert {t.line.dash for t in drawn} == {"solid", "dash"} and len({t.line.color for t in drawn}) == len(REPORTED_ATTACKS)
+    assert [t.name for t in roc.data if t.showlegend is not False] == [*REPORTED_ATTACKS, "dispersion", "retrain reference", "chance"]
     json.dumps(report)
     assert "privacy" not in run_audit(AuditConfig(method="dispersion", iterations=1, privacy=False), workspace=lfw_workspace)

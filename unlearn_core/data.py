@@ -21,18 +21,23 @@ import numpy as np
 from .errors import DataUnavailable, InvalidParameter
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+PROTOCOL_MIN_IMAGES = 4
+"""The fewest photos a person needs in a split: 2 to train on and 2 held out for testing."""
 
 
 @dataclass
 class Gallery:
-    """Labelled images. ``sources[i]`` is a file path or an in-memory uint8 array."""
+    """Labelled images. ``sources[i]`` is a file path or an in-memory uint8 array.
+
+    ``min_forget_images``/``min_retain_images``: the photos per person this gallery asks of
+    forget / retain identities by default (a split's ``min_images`` overrides both)."""
 
     name: str
     sources: list[Path | np.ndarray]
     labels: np.ndarray
     identities: list[str]
-    min_forget_images: int = 10
-    min_retain_images: int = 4
+    min_forget_images: int = PROTOCOL_MIN_IMAGES
+    min_retain_images: int = PROTOCOL_MIN_IMAGES
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -140,34 +145,47 @@ class Split:
 
 def make_split(gallery: Gallery, n_forget: int, seed: int = 0, test_fraction: float = 0.3,
                max_images_per_identity: int = 50, n_distractors: int = 1000,
-               forget_ids: list[str] | None = None, n_retain: int | None = None) -> Split:
-    """The S0 §5.2 protocol, adapted: forget identities (>= ``gallery.min_forget_images`` images)
-    sampled by seed unless named, retain identities = the others with >= ``min_retain_images``;
-    each identity's images (at most ``max_images_per_identity``, sampled) split train/test with at
+               forget_ids: list[str] | None = None, n_retain: int | None = None, min_images: int | None = None) -> Split:
+    """The S0 §5.2 protocol, adapted: forget identities (>= ``min_images`` photos) sampled by seed
+    unless named, retain identities = the others with >= ``min_images``; ``min_images=None``
+    takes the gallery's own minimums (``min_forget_images``, ``min_retain_images``). Each
+    identity's images (at most ``max_images_per_identity``, sampled) split train/test with at
     least 2 test images. Identities with a single image become distractors. ``n_retain`` keeps
     only that many retain identities (sampled), for small, fast galleries.
     """
+    if min_images is not None and min_images < PROTOCOL_MIN_IMAGES:
+        raise InvalidParameter(f"the minimum number of photos per person must be at least {PROTOCOL_MIN_IMAGES} "
+                               f"(2 to train on, 2 to test), got {min_images}")
+    if n_retain is not None and n_retain < 2:
+        raise InvalidParameter(f"the number of retain identities must be at least 2, got {n_retain}")
+    min_forget = gallery.min_forget_images if min_images is None else min_images
+    min_retain = gallery.min_retain_images if min_images is None else min_images
     rng = np.random.default_rng(seed)
     counts = gallery.counts()
-    eligible = np.flatnonzero(counts >= gallery.min_forget_images)
+    eligible = np.flatnonzero(counts >= min_forget)
     if forget_ids:
         unknown = [n for n in forget_ids if n not in gallery.identities]
         if unknown:
             raise InvalidParameter(f"unknown identities {unknown[:5]} in gallery {gallery.name}")
         chosen = np.array([gallery.identities.index(n) for n in forget_ids])
-        if (counts[chosen] < 4).any():
-            raise InvalidParameter(f"identities to forget need at least 4 images each; {[gallery.identities[i] for i in chosen if counts[i] < 4]} have fewer")
+        if (counts[chosen] < PROTOCOL_MIN_IMAGES).any():
+            raise InvalidParameter(f"identities to forget need at least {PROTOCOL_MIN_IMAGES} images each; "
+                                   f"{[gallery.identities[i] for i in chosen if counts[i] < PROTOCOL_MIN_IMAGES]} have fewer")
     else:
-        if not 1 <= n_forget <= len(eligible) - 1:
+        if n_forget < 1:
+            raise InvalidParameter(f"the number of identities to forget must be at least 1, got {n_forget}")
+        if n_forget > len(eligible) - 1:  # at least one eligible person stays to be retained
             raise InvalidParameter(
-                f"n_forget must be between 1 and {len(eligible) - 1} for {gallery.name} "
-                f"({len(eligible)} identities have >= {gallery.min_forget_images} images); got {n_forget}")
+                f"{gallery.name} has {_people(len(eligible))} with at least {min_forget} photos each; forgetting {n_forget} "
+                f"needs {n_forget + 1} (one more stays to be retained). "
+                + (f"Forget at most {len(eligible) - 1}. " if len(eligible) >= 2 else "") + _more_people(min_forget))
         chosen = np.sort(rng.choice(eligible, n_forget, replace=False))
-    retain = np.setdiff1d(np.flatnonzero(counts >= gallery.min_retain_images), chosen)
+    retain = np.setdiff1d(np.flatnonzero(counts >= min_retain), chosen)
     if n_retain is not None:
         retain = np.sort(rng.permutation(retain)[:n_retain])
     if len(retain) < 2:
-        raise InvalidParameter(f"{gallery.name} leaves {len(retain)} retain identities with >= {gallery.min_retain_images} images; need at least 2")
+        raise InvalidParameter(f"{gallery.name} leaves {_people(len(retain))} with at least {min_retain} photos each to retain "
+                               f"besides those forgotten; at least 2 are needed. {_more_people(min_retain)}")
 
     def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         train, test = [], []
@@ -184,6 +202,19 @@ def make_split(gallery: Gallery, n_forget: int, seed: int = 0, test_fraction: fl
     singles = np.flatnonzero(np.isin(gallery.labels, np.flatnonzero(counts == 1)))
     distractors = np.sort(rng.permutation(singles)[:n_distractors])
     return Split(seed, chosen, retain, forget_train, forget_test, retain_train, retain_test, distractors)
+
+
+def _people(n: int) -> str:
+    return f"{n} {'person' if n == 1 else 'people'}"
+
+
+def _more_people(minimum: int) -> str:
+    """What a user can do about a gallery with too few eligible people."""
+    if minimum > PROTOCOL_MIN_IMAGES:
+        return (f"To use more people, lower the minimum number of photos per person (--min-images, or \"Minimum photos "
+                f"per person\" in the app's Audit tab; {PROTOCOL_MIN_IMAGES} at the least).")
+    return (f"To use more people, add them or their photos: {PROTOCOL_MIN_IMAGES} photos per person (2 to train on, "
+            "2 to test) is the least the protocol needs.")
 
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024

@@ -160,7 +160,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
         return ws.encoder.face_data(photos, np.full(len(photos), label), first_id - np.arange(len(photos)))
 
     selfie = encode(face.chip[None], -1)
-    held = encode(np.stack(chips["enrolled"]) if chips["enrolled"] else np.zeros((0, *face.chip.shape), np.uint8), -2)
+    held = encode(np.stack(chips["enrolled"]), -2) if chips["enrolled"] else selfie.subset([])
     checks = encode(check_chips, -2 - len(held))
     timing["align"] = time.perf_counter() - started
 

@@ -4,6 +4,7 @@ split, device) and is reused across methods; models are cached on disk.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -97,6 +98,9 @@ class WorkspaceConfig:
     forget_ids: list[str] | None = None
     n_retain: int | None = None
     """Keep only this many retain identities (None: all eligible)."""
+    min_images: int | None = None
+    """Photos a person needs to be forgotten or retained (at least 4); None: the gallery's own
+    minimums (LFW 20 to forget / 10 to retain, Olivetti 10 / 4, folders and zips 4)."""
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -116,7 +120,7 @@ class Workspace:
         self.gallery = gallery or load_gallery(config.dataset)
         self.split: Split = make_split(self.gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
                                        max_images_per_identity=config.max_images_per_identity, forget_ids=config.forget_ids,
-                                       n_retain=config.n_retain)
+                                       n_retain=config.n_retain, min_images=config.min_images)
         progress(0.05, f"aligning faces of {self.gallery.name}")
         self._align(progress)
         self.timing["align"] = time.perf_counter() - started
@@ -190,6 +194,29 @@ class Workspace:
         save_file(trainable, str(tmp))
         tmp.replace(path)
         return model
+
+    def on(self, device: torch.device) -> "Workspace":
+        """This workspace with its backbone, models and model inputs on ``device``; itself when they
+        are there already. The copy shares the gallery, split and chips; its models are copies, so
+        the original workspace is left as it was. For a GPU lent only for the length of a call
+        (Hugging Face ZeroGPU), where the workspace was built on the CPU: the split point
+        (``start``) stays as built."""
+        if device == self.device:
+            return self
+        moved = copy.copy(self)
+        module = copy.deepcopy(self.backbone.module).to(device)
+        shared = {id(old): new for old, new in zip(self.backbone.module.stages, module.stages)}
+
+        def move(model: FaceModel) -> FaceModel:
+            return copy.deepcopy(model, dict(shared)).to(device)
+
+        moved.device = device
+        moved.backbone = dataclasses.replace(self.backbone, module=module)
+        moved.encoder = InputEncoder(moved.backbone, self.start, device)
+        moved.data = {part: data.to(device) for part, data in self.data.items()}
+        moved.original = move(self.original)
+        moved._retrain = None if self._retrain is None else move(self._retrain)
+        return moved
 
     def retrain_model(self, progress: Progress | None = None) -> FaceModel:
         """The gold-standard reference: the original recipe on retain identities only (cached)."""

@@ -39,6 +39,8 @@ ATTACKS: dict[str, tuple[Callable[[int], Any] | None, bool]] = {
 """Attack name -> (attack-model factory, or None for a fixed score; whether unseen identities are
 non-members too). Label-aware attacks cannot use unseen identities: they have no head class, and
 the embedding attack needs two images of an identity."""
+REPORTED_ATTACKS = (*ATTACKS, "rmia")
+"""Every attack with a block in the report, each holding ``unlearned`` and ``retrain`` results."""
 
 
 class Outputs:
@@ -231,25 +233,59 @@ def privacy_audit(ws: "Workspace", model: FaceModel, reference: FaceModel | None
     return report
 
 
+ATTACK_HELP = {
+    "shokri": "Guesses from the model's three highest output probabilities whether a photo was trained on; alarming: "
+              "forgotten photos still called members more often than under retrain, or much less often (Streisand).",
+    "salun": "Guesses membership from how sure and how right the identity head is about a photo (SalUn-style); alarming: "
+             "the head still sure about forgotten people, or far less sure than about people it never saw.",
+    "embedding": "How tightly a person's photos cluster in the embedding (training pulls them together); alarming: forgotten "
+                 "people still clustered like training identities, or scattered more than strangers (Streisand).",
+    "rmia": "Compares each forgotten photo's likelihood under the audited model with the retrain reference's (RMIA); "
+            "alarming: an AUC far from 0.5, either way.",
+}
+"""Attack -> one plain sentence: what it measures and what would be alarming."""
+
+PRIVACY_COLUMNS = (
+    ("auc_forget_heldout", "AUC forget/held", "How well the attack tells forgotten training photos from held-out photos of the "
+                                               "same people: 0.5 = not at all, as under retrain; well below 0.5 = Streisand."),
+    ("tpr_forget_heldout", "TPR@0.1%FPR", "Share of forgotten photos the attack spots while wrongly accusing only 0.1% of "
+                                          "held-out photos: a confident hit rate (retrain: near 0)."),
+    ("forget_member_rate", "forget->member", "Share of forgotten photos the attack still calls members of the training set."),
+    ("auc_members", "AUC mem/non", "How well the attack tells training photos from held-out ones on retained people: "
+                                   "its strength (0.5 = blind), not a forgetting measure."),
+)
+"""Per-model privacy numbers: (key, short label, explanation)."""
+
+
+def privacy_rows(privacy: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per attack (``REPORTED_ATTACKS``): its ``PRIVACY_COLUMNS`` numbers for the
+    unlearned model and the retrain reference (None where the attack has no such number), the
+    share of forget photos beyond retrain (None for RMIA) and its Streisand reasons."""
+    rows = []
+    for attack in REPORTED_ATTACKS:
+        block = privacy[attack]
+        numbers = {}
+        for who in ("unlearned", "retrain"):
+            b = block[who]
+            numbers[who] = {"auc_forget_heldout": b["forget_vs_heldout"]["auc"],
+                            "tpr_forget_heldout": b["forget_vs_heldout"]["tpr_at_fpr"]["0.001"],
+                            "forget_member_rate": b.get("forget_member_rate"),
+                            "auc_members": b["members_vs_nonmembers"]["auc"] if "members_vs_nonmembers" in b else None}
+        rows.append({"attack": attack, **numbers, "beyond_retrain": block.get("beyond_retrain"), "streisand": block["streisand"]})
+    return rows
+
+
 def format_privacy_table(privacy: dict[str, Any]) -> str:
     """A compact text table: each attack's numbers as ``unlearned | retrain``."""
-    cols = ("AUC mem/non", "forget->member", "AUC forget/held", "TPR@0.1%FPR")
-    lines = [f"{'privacy':<11}" + "".join(f"{c:>18}" for c in cols) + f"{'beyond retrain':>16}  Streisand"]
+    lines = [f"{'privacy':<11}" + "".join(f"{label:>18}" for _, label, _ in PRIVACY_COLUMNS) + f"{'beyond retrain':>16}  Streisand"]
 
-    def pair(a: float, b: float) -> str:
-        return f"{a:.3f} | {b:.3f}"
+    def pair(a: float | None, b: float | None) -> str:
+        return "-" if a is None or b is None else f"{a:.3f} | {b:.3f}"
 
-    for attack in ATTACKS:
-        u, r = privacy[attack]["unlearned"], privacy[attack]["retrain"]
-        cells = (pair(u["members_vs_nonmembers"]["auc"], r["members_vs_nonmembers"]["auc"]),
-                 pair(u["forget_member_rate"], r["forget_member_rate"]),
-                 pair(u["forget_vs_heldout"]["auc"], r["forget_vs_heldout"]["auc"]),
-                 pair(u["forget_vs_heldout"]["tpr_at_fpr"]["0.001"], r["forget_vs_heldout"]["tpr_at_fpr"]["0.001"]))
-        flag = "yes" if privacy[attack]["streisand"] else "no"
-        lines.append(f"{attack:<11}" + "".join(f"{c:>18}" for c in cells) + f"{privacy[attack]['beyond_retrain']:>16.3f}  {flag}")
-    u, r = privacy["rmia"]["unlearned"]["forget_vs_heldout"], privacy["rmia"]["retrain"]["forget_vs_heldout"]
-    lines.append(f"{'rmia':<11}{'-':>18}{'-':>18}{pair(u['auc'], r['auc']):>18}{pair(u['tpr_at_fpr']['0.001'], r['tpr_at_fpr']['0.001']):>18}"
-                 f"{'-':>16}  {'yes' if privacy['rmia']['streisand'] else 'no'}")
+    for row in privacy_rows(privacy):
+        beyond = "-" if row["beyond_retrain"] is None else f"{row['beyond_retrain']:.3f}"
+        lines.append(f"{row['attack']:<11}" + "".join(f"{pair(row['unlearned'][key], row['retrain'][key]):>18}" for key, _, _ in PRIVACY_COLUMNS)
+                     + f"{beyond:>16}  {'yes' if row['streisand'] else 'no'}")
     tow, us = privacy["tug_of_war"], privacy["unlearn_score"]
     lines.append(f"tug of war (S2 Eq. 7): unlearned {tow['unlearned']:.3f}, original {tow['original']:.3f}, retrain 1.000;"
                  f" unlearn score |acc test - acc forget|: {pair(us['unlearned']['score'], us['retrain']['score'])}")

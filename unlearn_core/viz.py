@@ -18,10 +18,31 @@ from plotly.subplots import make_subplots
 from PIL import Image
 
 from .errors import InvalidParameter
+from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
 
 METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."),
            ("head_acc", "head acc."))
 SETS = ("forget", "forget_extended", "retain")
+TABLE_HELP = {
+    "mAP": "Mean average precision: how high a person's other photos rank when one of their photos is the query "
+           "(1 = always first). Forgetting should lower it for forgotten people and keep it for everyone else.",
+    "R@1": "Share of queries whose most similar photo shows the same person.",
+    "R@5": "Share of queries with the same person among their 5 most similar photos.",
+    "CS": "Cluster compactness: mean cosine similarity between a person's photos (1 = identical). Forgetting scatters "
+          "a person's photos, so it should fall for them.",
+    "centroid acc.": "Share of photos nearest to their own person's mean training embedding.",
+    "head acc.": "Share of photos the model's identity classifier names correctly (forgetting in the classification sense).",
+    "forget": "Held-out photos of the forgotten people, searched among the held-out photos of everyone.",
+    "forget_extended": "The same, with one-photo strangers added to the gallery as distractors.",
+    "retain": "Held-out photos of the retained people, searched among themselves: what forgetting should not harm.",
+    "you": "Your check photos, searched in the gallery with all your photos added.",
+    "set": "Whose photos are the queries.",
+    "metric": "Hover a metric's name for what it measures.",
+    "before": "The original model, before unlearning.",
+    "after": "The model after unlearning.",
+    "retrain": "The reference: the original recipe trained without the forgotten people (what perfect forgetting looks like).",
+}
+"""Short explanations of the metrics tables' headings, metric names and sets (shown on hover)."""
 PROJECTIONS = ("tsne", "umap")
 FORGET_COLOUR, CORRECT_COLOUR, WRONG_COLOUR = "#d62728", "#2ca02c", "#d62728"
 
@@ -154,52 +175,85 @@ def _tile(chip: np.ndarray, label: str, colour: str, cls: str) -> str:
 
 
 # -- privacy ----------------------------------------------------------------------------------
-def roc_curves(privacy: Any, include: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Every ROC curve found in a privacy block: any dict holding ``fpr`` and ``tpr`` arrays of
-    equal length, however deeply nested; the curve is named by its path of keys (``roc`` keys
-    left out). ``include`` keeps only curves whose path contains that key."""
-    found: list[tuple[str, np.ndarray, np.ndarray]] = []
-
-    def walk(node: Any, path: tuple[str, ...]) -> None:
-        if isinstance(node, dict):
-            fpr, tpr = node.get("fpr"), node.get("tpr")
-            if _is_numeric_list(fpr) and _is_numeric_list(tpr) and len(fpr) == len(tpr) and len(fpr) >= 2:
-                if include is None or include in path:
-                    named = [p for p in path if p != "roc"]
-                    found.append((" / ".join(named) or "attack", np.asarray(fpr, float), np.asarray(tpr, float)))
-            for key, value in node.items():
-                if key not in ("fpr", "tpr"):
-                    walk(value, path + (str(key),))
-        elif isinstance(node, (list, tuple)) and node and isinstance(node[0], dict):
-            for i, value in enumerate(node):
-                walk(value, path + (str(value.get("name", i)),))
-
-    walk(privacy, ())
-    return found
+ATTACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+METHOD_DASHES = ("solid", "dot", "dashdot", "longdashdot")
+REFERENCE = "retrain reference"
 
 
-def _is_numeric_list(value: Any) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.ndim == 1 and np.issubdtype(value.dtype, np.number)
-    return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-
-
-def roc_figure(privacy: Any, include: str | None = None) -> go.Figure | None:
-    """Attack ROC curves on log-log axes (chance = diagonal); ``None`` if the block holds none."""
-    curves = roc_curves(privacy, include) if privacy else []
-    if not curves:
+def roc_figure(privacy_by_method: dict[str, dict]) -> go.Figure | None:
+    """The attacks' forget-vs-held-out ROC curves on log-log axes, grouped: one colour per attack,
+    solid lines for the (first) unlearned model, dotted / dash-dotted for further methods, dashed
+    for the retrain reference (the same for every method, drawn once); chance is the diagonal.
+    ``privacy_by_method``: method -> its privacy block; ``None`` when there is none."""
+    if not privacy_by_method:
         return None
-    positive = [v for _, f, t in curves for v in np.concatenate([f, t]) if np.isfinite(v) and v > 0]
+    styles = {method: METHOD_DASHES[i % len(METHOD_DASHES)] for i, method in enumerate(privacy_by_method)}
+    styles[REFERENCE] = "dash"
+    colours = {attack: ATTACK_COLOURS[i % len(ATTACK_COLOURS)] for i, attack in enumerate(REPORTED_ATTACKS)}
+    curves = []  # (attack, legend label, fpr, tpr)
+    for k, (method, privacy) in enumerate(privacy_by_method.items()):
+        sides = [(method, "unlearned")] + ([(REFERENCE, "retrain")] if k == 0 else [])
+        for attack in REPORTED_ATTACKS:
+            for label, side in sides:
+                roc = privacy[attack][side]["forget_vs_heldout"]["roc"]
+                curves.append((attack, label, np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float)))
+    positive = [v for *_, f, t in curves for v in np.concatenate([f, t]) if np.isfinite(v) and v > 0]
     floor = max(min(positive, default=1e-4), 1e-6)
     fig = go.Figure()
-    for name, fpr, tpr in curves:
+    for attack, label, fpr, tpr in curves:
         keep = np.isfinite(fpr) & np.isfinite(tpr)
-        fig.add_trace(go.Scatter(x=np.clip(fpr[keep], floor, 1), y=np.clip(tpr[keep], floor, 1), mode="lines", name=name))
-    fig.add_trace(go.Scatter(x=[floor, 1], y=[floor, 1], mode="lines", name="chance", line=dict(dash="dash", color="grey")))
-    fig.update_xaxes(type="log", title="false positive rate", range=[math.log10(floor), 0])
-    fig.update_yaxes(type="log", title="true positive rate", range=[math.log10(floor), 0])
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), title="Membership-inference attack ROC (log-log)")
+        fig.add_trace(go.Scatter(x=np.clip(fpr[keep], floor, 1), y=np.clip(tpr[keep], floor, 1), mode="lines", name=attack,
+                                 legendgroup=attack, showlegend=False, line=dict(color=colours[attack], dash=styles[label]),
+                                 hovertemplate=f"{html.escape(attack)} · {html.escape(label)}<br>FPR %{{x:.3g}}, TPR %{{y:.3g}}<extra></extra>"))
+    for attack, colour in colours.items():  # the legend: one entry per colour, then one per line style
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=attack, legendgroup=attack, line=dict(color=colour)))
+    for who, dash in styles.items():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=who, line=dict(color="#444", dash=dash)))
+    fig.add_trace(go.Scatter(x=[floor, 1], y=[floor, 1], mode="lines", name="chance", line=dict(color="#bbb", width=1),
+                             hoverinfo="skip"))
+    fig.update_xaxes(type="log", title="false positive rate (held-out photos called members)", range=[math.log10(floor), 0])
+    fig.update_yaxes(type="log", title="true positive rate (forgotten photos called members)", range=[math.log10(floor), 0])
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10),
+                      title="Can an attack tell forgotten photos from held-out ones? (ROC, log-log)")
     return fig
+
+
+def privacy_html(privacy_by_method: dict[str, dict]) -> str:
+    """The privacy audit as HTML: per method, its Streisand verdict and a table with one row per
+    attack (what it measures and what would be alarming, then each number for the unlearned
+    model and the retrain reference), and the tug-of-war and unlearn scores."""
+    if not privacy_by_method:
+        return "<p>Privacy audit: tick \"Compare with the retrain reference\" to run the membership-inference attacks.</p>"
+    head = ('<tr><th rowspan="2">attack: what it measures; what would be alarming</th>'
+            + "".join(f'<th colspan="2" title="{html.escape(text)}">{html.escape(label)}</th>' for _, label, text in PRIVACY_COLUMNS)
+            + '<th rowspan="2" title="In what share of (retrain, unlearned) pairs of forgotten photos the retrain reference finds '
+              'the photo more member-like: above 0.9 the unlearned model overshoots what never training on them gives">'
+              'beyond retrain</th>'
+            + '<th rowspan="2">Streisand</th></tr><tr>' + '<th>unlearned</th><th>retrain</th>' * len(PRIVACY_COLUMNS) + "</tr>")
+    parts = ['<div class="uc-privacy"><p>Membership-inference attacks on the forgotten people, each number for the unlearned '
+             "model and for the retrain reference (never trained on them): the closer the two, the better the forgetting. "
+             "Hover a column heading for what it means.</p>"]
+    for method, privacy in privacy_by_method.items():
+        flag = privacy["streisand"]
+        verdict = (f"⚠️ Streisand flag: {html.escape('; '.join(flag['reasons']))}" if flag["flag"]
+                   else "no Streisand flag: the removal itself does not stand out")
+        body = ""
+        for row in privacy_rows(privacy):
+            cells = "".join(f"<td>{_number(row['unlearned'][key])}</td><td>{_number(row['retrain'][key])}</td>"
+                            for key, _, _ in PRIVACY_COLUMNS)
+            body += (f"<tr><td class=\"uc-help\"><b>{row['attack']}</b>: {html.escape(ATTACK_HELP[row['attack']])}</td>{cells}"
+                     f"<td>{_number(row['beyond_retrain'])}</td><td>{'⚠️ yes' if row['streisand'] else 'no'}</td></tr>")
+        tow, us = privacy["tug_of_war"], privacy["unlearn_score"]
+        parts.append(f"<h4>{html.escape(method)}: {verdict}</h4>"
+                     f'<div class="uc-scroll"><table class="uc-table uc-privacy-table"><thead>{head}</thead><tbody>{body}</tbody></table></div>'
+                     f"<p>Tug of war (forget vs retain vs test retrieval, 1 = like retrain): {tow['unlearned']:.3f} "
+                     f"(original {tow['original']:.3f}). Unlearn score |accuracy on test − on forgotten photos|: "
+                     f"{us['unlearned']['score']:.3f} (retrain {us['retrain']['score']:.3f}).</p>")
+    return "".join(parts) + "</div>"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -245,9 +299,29 @@ def _round(value: float | None) -> float | None:
 
 
 def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f'<table class="uc-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    """An HTML table; headings and cells that ``explain`` knows carry their explanation on hover."""
+    head = "".join(f"<th{_title(h)}>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td{_title(v)}>{'' if v is None else html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in rows)
+    return (f'<table class="uc-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            '<p class="uc-hint">Hover a heading, a set or a metric for what it means.</p>')
+
+
+def explain(text: Any) -> str | None:
+    """The explanation of a metrics table's heading, set or metric name (``TABLE_HELP``, and the delta columns)."""
+    if not isinstance(text, str):
+        return None
+    if text.startswith("Δ ") and " − " in text:
+        run, reference = text[2:].rsplit(" − ", 1)
+        if reference == "retrain":
+            return f"{run} minus retrain: the gap to the reference (0 = the same as retraining)."
+        return f"{run} minus {reference}: the change unlearning made."
+    return TABLE_HELP.get(text)
+
+
+def _title(value: Any) -> str:
+    text = explain(value)
+    return "" if text is None else f' title="{html.escape(text)}"'
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -287,6 +361,8 @@ def html_report(title: str, report: dict, figures: Sequence[go.Figure] = (), fra
 REPORT_CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
     ".uc-table{border-collapse:collapse}.uc-table td,.uc-table th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    ".uc-table td.uc-help{text-align:left;white-space:normal;min-width:18em;max-width:30em;font-size:12px}.uc-table [title]{cursor:help}"
+    ".uc-privacy-table{font-size:12px}.uc-scroll{overflow-x:auto}"
     ".uc-row{white-space:nowrap;overflow-x:auto}pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
 )
 
