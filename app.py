@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from unlearn_core import viz
-from unlearn_core.data import load_gallery, zip_gallery
+from unlearn_core.data import load_gallery, make_split, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError
-from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me
+from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me, split_extra_photos
 from unlearn_core.methods import list_methods, method_class, preset_params
 from unlearn_core.privacy import privacy_audit
-from unlearn_core.pipeline import AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
+from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 
 try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
     import spaces
@@ -305,7 +305,8 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
         report_progress(0.0, "preparing the gallery")
         ws = POOL.get(SETTINGS.workspace(), report_progress)
         started = time.perf_counter()
-        result = forget_me(ws, data, extra_data, config, report_progress)
+        enrolled, check = split_extra_photos(extra_data)
+        result = forget_me(ws, data, enrolled, check, config, report_progress)
         wait = time.perf_counter() - started
     except UnlearnError as err:
         return (_message("error", str(err)), *empty, uploads.attach_to(state))
@@ -315,7 +316,13 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
     v, r = result.visitor, result.retain
     crop = (f'<div class="uc-crop"><img src="{viz.image_uri(result.portrait.chip, 150)}" width="150" height="150">'
             f"<br>The face we found and aligned</div>")
-    headers, rows = viz.metrics_table({"you": v["before"], "retain": r["before"]}, {"after": {"you": v["after"], "retain": r["after"]}},
+    find = report["find"]
+    found = "".join(f'<img src="{viz.image_uri(chip, 64)}" width="64" height="64">' for chip in result.found_chips[:12])
+    crop += (f'<div class="uc-found"><b>We found {find["n_found"]} photo(s) of you</b> among the ones the service holds'
+             f'{" (" + str(find["n_true_found"]) + " of your " + str(find["n_present"]) + " enrolled)" if find["n_present"] else ""}'
+             f"; they were forgotten with your portrait and deleted from the gallery.<br>{found}</div>")
+    headers, rows = viz.metrics_table({"you": v["before"], "retain": r["before"]},
+                                      {"after": {"you": v["after"], "retain": r["after"]}, "after deleting found photos": {"you": v["after_deletion"], "retain": r["after"]}},
                                       sets=("you", "retain"))
     bars = viz.before_after_bars({"your CS": (v["before"]["cs"], v["after"]["cs"]), "your mAP": (v["before"]["mAP"], v["after"]["mAP"]),
                                   "retain mAP": (r["before"]["mAP"], r["after"]["mAP"])}, "You vs. everyone else")
@@ -493,10 +500,30 @@ def apply_audit_preset(choice: str | None, methods: list[str] | None) -> tuple[l
     return sorted(set(methods or []) | {name}), json.dumps({name: params})
 
 
+def example_portraits(settings: AppSettings, n: int = 4) -> tuple[list[list[str]], list[str]]:
+    """A few held-out photos of gallery identities (picked at runtime from the default gallery's
+    split, never committed), so a visitor without a selfie can try the flow as a person the
+    service holds. Empty when the gallery is not readable offline or is not file-based."""
+    config = settings.workspace()
+    try:
+        gallery = load_gallery(config.dataset, download_if_missing=False)
+        split = make_split(gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
+                           max_images_per_identity=config.max_images_per_identity, n_retain=config.n_retain, min_images=config.min_images)
+    except UnlearnError:
+        return [], []
+    paths, labels = [], []
+    for identity in split.retain_ids[:n]:
+        image = next(int(i) for i in split.retain_test if gallery.labels[i] == identity)
+        if isinstance(gallery.sources[image], Path):
+            paths.append([str(gallery.sources[image])])
+            labels.append(f"Try it as {gallery.identities[identity].replace('_', ' ')}")
+    return paths, labels
+
+
 def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
     galleries = available_galleries()
     device = device_name(resolve_device("auto"))
-    default_method = "dispersion" if "dispersion" in list_methods() else list_methods()[0]
+    default_method = RECOMMENDED["gallery_assisted"]
     audit_methods, audit_params = apply_audit_preset(AUDIT_PRESET, [])
     with gr.Blocks(title="Forget me: face-identity unlearning", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# Forget me\nAsk a face-retrieval model to forget your face, then check whether it did. "
@@ -509,7 +536,8 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 with gr.Column(scale=1):
                     portrait = keep_upload_path(gr.Image(label="Your portrait (one face)", type="filepath", image_mode=None,
                                                          sources=["upload", "webcam"], elem_id="portrait"))
-                    extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}; used only to test the result)",
+                    extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}): the first half stand in for photos "
+                                           "a service already holds of you (found and forgotten), the rest only test the result",
                                      file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
                     fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
                     fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
@@ -517,6 +545,10 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
                     fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
                     fm_button = gr.Button("Forget me", variant="primary", elem_id="forget-button")
+                    examples, example_labels = example_portraits(settings)
+                    if examples:
+                        gr.Examples(examples, [portrait], example_labels=example_labels, label="No selfie at hand? Held-out photos of "
+                                    "people the service holds (they are found in its gallery, then forgotten)")
                 with gr.Column(scale=2):
                     fm_status = gr.Markdown(elem_id="fm-status")
                     with gr.Row():

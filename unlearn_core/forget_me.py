@@ -232,6 +232,14 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
                           found_data.chips, retain, mia, timing, model_after, report)
 
 
+def split_extra_photos(photos: Sequence[ImageSource]) -> tuple[list[ImageSource], list[ImageSource]]:
+    """The app's extra photos as ``(enrolled, check)``: the first half stands in for photos a service
+    already holds of the visitor (found and forgotten), the rest only tests the result, so the
+    check always runs on photos the method never saw. One extra photo is a check photo."""
+    half = len(photos) // 2
+    return list(photos[:half]), list(photos[half:])
+
+
 def _identity_check(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], label: int, portrait: np.ndarray,
                     k: int) -> dict[str, dict[str, float]]:
     """When the portrait matched an identity the service trained on: that identity's held-out
