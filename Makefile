@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test run test bench bench-short
+.PHONY: install install-test run test bench bench-short bench-forget-me
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -32,3 +32,6 @@ bench: install
 
 bench-short: install
 	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --budget short --out docs/bench-lfw-short.md --json docs/bench-lfw-short.json
+
+bench-forget-me: install
+	$(PY) -m unlearn_core bench --dataset lfw --methods projection,dispersion --seeds 0,1,2 --retain 40 --budget paper --protocols standard,one_shot,gallery_assisted --out docs/bench-lfw-forget-me.md --json docs/bench-lfw-forget-me.json

@@ -330,7 +330,10 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
     after = viz.gallery_html(result.retrieval_after, "After unlearning")
     privacy = forget_me_privacy_text(result.mia)
     notes = "".join(f"\n- {n}" for n in result.notes)
-    status = _message("ok", f"Done in {wait:.1f} s on {report['device']}: {config.method}, {report['iterations_run']} steps. "
+    steps = f", {report['iterations_run']} steps" if report["iterations_run"] is not None else " (closed form)"
+    deleted = v["after_deletion"]
+    status = _message("ok", f"Done in {wait:.1f} s on {report['device']}: {config.method}{steps}. Your check photos' mAP "
+                            f"{v['before']['mAP']:.2f} → {v['after']['mAP']:.2f} (model), {deleted['mAP']:.2f} after deleting what was found. "
                             f"Your photos were used in memory only and discarded.{notes}")
     html_report = viz.html_report("Forget me: report", report, [bars], [crop, viz.table_html(headers, rows), before, after])
     download = (download_link(viz.to_json(report), "forget-me-report.json", "application/json", "Download report (JSON)") + " · "

@@ -8,8 +8,9 @@ reaches the threshold at which impostor pairs match at most ``target_fmr`` of th
 below it are never used, so the step errs towards missing a photo rather than forgetting someone
 else.
 
-Labelled training photos are found by identity (``Finder.find_identities``): the selfie against
-each identity's template, so a match brings all of that identity's photos. Unlabelled gallery
+Labelled training photos are found by identity (``Finder.match_labels``): the selfie against
+each identity's template, or any of the identity's photos found photo by photo, so a match brings
+all of that identity's photos. Unlabelled gallery
 photos are found in two passes (``Finder.find``): the selfie finds what reaches the single-photo
 threshold; the centroid of the selfie and those photos (a far better estimate of the person than
 one photo) then finds the rest at its own threshold, calibrated the same way by running the first
@@ -133,6 +134,14 @@ class Finder:
     def find_identities(self, selfies: np.ndarray, templates: np.ndarray) -> np.ndarray:
         """Rows of ``templates`` (identities) the person in ``selfies`` matches, best first."""
         return find_matches(selfies, templates, self.identity.threshold)[0]
+
+    def match_labels(self, selfies: np.ndarray, templates: np.ndarray, template_labels: np.ndarray, photos: np.ndarray,
+                     photo_labels: np.ndarray) -> np.ndarray:
+        """The identities of labelled training data the person matches: by template, or by any of
+        their photos the two-pass photo search finds (two calibrated tests, so the expected false
+        matches per search add up: at most twice the budget). Their photos are then all found."""
+        by_template = template_labels[self.find_identities(selfies, templates)]
+        return np.union1d(by_template, photo_labels[self.find(selfies, photos)])
 
     def find(self, selfies: np.ndarray, photos: np.ndarray) -> np.ndarray:
         """Rows of ``photos`` found for the person in ``selfies`` (one or more photos), best first."""

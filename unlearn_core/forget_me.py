@@ -174,9 +174,12 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     if len(held):  # the visitor's enrolled photos form one more labelled identity
         templates = np.concatenate([templates, _unit_mean(ws.embed_data(model_before, held))])
         classes = np.append(classes, label)
-    matched = classes[finder.find_identities(selfie_emb, templates)]
     trained = [ws.data["forget_train"], ws.data["retain_train"], held]
-    trained_rows = np.flatnonzero(np.isin(np.concatenate([d.labels.cpu().numpy() for d in trained]), matched))
+    trained_labels = np.concatenate([d.labels.cpu().numpy() for d in trained])
+    trained_emb = np.concatenate([ws.embed(ws.original, "forget_train"), ws.embed(ws.original, "retain_train"),
+                                  ws.embed_data(model_before, held)])
+    matched = finder.match_labels(selfie_emb, templates, classes, trained_emb, trained_labels)
+    trained_rows = np.flatnonzero(np.isin(trained_labels, matched))
     gallery = [ws.data[p] for p in GALLERY_PARTS]
     gallery_rows = finder.find(selfie_emb, np.concatenate([ws.embed(ws.original, p) for p in GALLERY_PARTS]))
     found_data = concat_face_data([take_rows(trained, trained_rows), take_rows(gallery, gallery_rows)])

@@ -251,7 +251,7 @@ class Workspace:
 
     def gallery_assisted_request(self, seed: int = 0) -> tuple[UnlearnRequest, FindReport]:
         """One selfie per forget identity, drawn from its held-out photos, finds the training
-        identities it matches (``Finder.find_identities``) and so their photos; the request's
+        identities it matches (``Finder.match_labels``) and so their photos; the request's
         forget set is the selfies plus those photos, each labelled with the selfie's identity
         (a wrong match is forgotten too: precision matters). The evaluation gallery is not searched:
         its photos are the check."""
@@ -259,11 +259,12 @@ class Workspace:
         templates, classes = self.identity_templates()
         train = concat_face_data([self.data["forget_train"], self.data["retain_train"]])
         train_labels = train.labels.cpu().numpy()
+        train_emb = np.concatenate([self.embed(self.original, p) for p in ("forget_train", "retain_train")])
         selfies = support_sample(self.data["forget_test"], seed)
         selfie_emb = self.embed_data(self.original, selfies)
         parts, outcomes = [], {}
         for row, label in enumerate(selfies.labels.cpu().numpy()):
-            matched = classes[finder.find_identities(selfie_emb[row], templates)]
+            matched = finder.match_labels(selfie_emb[row], templates, classes, train_emb, train_labels)
             found = np.flatnonzero(np.isin(train_labels, matched))
             outcomes[self.identity_names([label])[0]] = outcome(found, train_labels, int(label))
             part = concat_face_data([selfies.subset([row]), train.subset(found)])
