@@ -318,9 +318,12 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
             f"<br>The face we found and aligned</div>")
     find = report["find"]
     found = "".join(f'<img src="{viz.image_uri(chip, 64)}" width="64" height="64">' for chip in result.found_chips[:12])
-    crop += (f'<div class="uc-found"><b>We found {find["n_found"]} photo(s) of you</b> among the ones the service holds'
-             f'{" (" + str(find["n_true_found"]) + " of your " + str(find["n_present"]) + " enrolled)" if find["n_present"] else ""}'
-             f"; they were forgotten with your portrait and deleted from the gallery.<br>{found}</div>")
+    if find["n_found"]:
+        enrolled = f' ({find["n_true_found"]} of your {find["n_present"]} enrolled)' if find["n_present"] else ""
+        crop += (f'<div class="uc-found"><b>We found {find["n_found"]} photo(s) of you</b> among the ones the service holds{enrolled}; '
+                 f"they were forgotten with your portrait and deleted from the gallery.<br>{found}</div>")
+    else:
+        crop += '<div class="uc-found"><b>We found none of your photos</b> among the ones the service holds.</div>'
     headers, rows = viz.metrics_table({"you": v["before"], "retain": r["before"]},
                                       {"after": {"you": v["after"], "retain": r["after"]}, "after deleting found photos": {"you": v["after_deletion"], "retain": r["after"]}},
                                       sets=("you", "retain"))
