@@ -80,3 +80,18 @@ def test_min_images_option_and_plain_errors(lfw):
         make_split(gallery, 3, min_images=3)
     wider = make_split(lfw, 10, min_images=4)  # LFW keeps 20 / 10 unless asked
     assert (lfw.counts()[wider.retain_ids] >= 4).all() and (lfw.counts()[wider.retain_ids] < 10).any()
+
+
+def test_folder_galleries_with_the_same_shape_have_different_cache_keys(tmp_path):
+    """Two zips (both named 'zip') or two folders of the same name must not share cached models."""
+    from unlearn_core.data import load_folder
+
+    keys = []
+    for variant in (0, 1):
+        root = tmp_path / str(variant) / "gallery"
+        for person in ("a", "b"):
+            (root / person).mkdir(parents=True)
+            (root / person / "1.png").write_bytes(bytes([variant, ord(person)]) * 10)
+        keys.append(load_folder(root, name="zip").content_key())
+    assert keys[0] != keys[1] and all(k.startswith("zip:") for k in keys)
+    assert load_folder(tmp_path / "0" / "gallery", name="zip").content_key() == keys[0]

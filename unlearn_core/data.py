@@ -6,6 +6,7 @@ folder. ``make_split`` turns it into forget / retain / distractor sets, seeded.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -46,6 +47,18 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self.sources)
+
+    def content_key(self) -> str:
+        """What identifies this gallery's content in cache keys: the name for the built-in datasets
+        (fixed by scikit-learn's loaders), a hash of every image's identity and bytes for folders
+        and zips (two zips are both named 'zip', and a folder's name says nothing of its files)."""
+        if self.name in ("lfw", "olivetti"):
+            return self.name
+        digest = hashlib.sha256()
+        for source, label in zip(self.sources, self.labels):
+            digest.update(self.identities[int(label)].encode())
+            digest.update(source.tobytes() if isinstance(source, np.ndarray) else Path(source).read_bytes())
+        return f"{self.name}:{digest.hexdigest()[:16]}"
 
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.identities))

@@ -171,7 +171,7 @@ class Workspace:
     # -- models -------------------------------------------------------------------------------
     def _model_key(self, kind: str, parts: tuple[str, ...]) -> str:
         spec = {
-            "kind": kind, "gallery": self.gallery.name, "backbone": self.backbone.name, "start": self.start,
+            "kind": kind, "gallery": self.gallery.content_key(), "backbone": self.backbone.name, "start": self.start,
             "train": dataclasses.asdict(self.config.train), "seed": self.config.seed,
             "images": [getattr(self.split, p).tolist() for p in parts], "classes": self.classes.tolist(),
         }
