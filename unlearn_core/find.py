@@ -137,11 +137,17 @@ class Finder:
 
     def match_labels(self, selfies: np.ndarray, templates: np.ndarray, template_labels: np.ndarray, photos: np.ndarray,
                      photo_labels: np.ndarray) -> np.ndarray:
-        """The identities of labelled training data the person matches: by template, or by any of
-        their photos the two-pass photo search finds (two calibrated tests, so the expected false
-        matches per search add up: at most twice the budget). Their photos are then all found."""
-        by_template = template_labels[self.find_identities(selfies, templates)]
-        return np.union1d(by_template, photo_labels[self.find(selfies, photos)])
+        """The identity of labelled training data the person matches (at most one: a person is one
+        identity): candidates are the identities whose template matches, and those with a photo the
+        two-pass photo search finds (two calibrated tests, so the expected false candidates per
+        search add up to twice the budget); of these, the one whose template is nearest the selfie.
+        Its photos are then all found."""
+        candidates = np.union1d(template_labels[self.find_identities(selfies, templates)], photo_labels[self.find(selfies, photos)])
+        rows = np.flatnonzero(np.isin(template_labels, candidates))
+        if len(rows) == 0:
+            return rows
+        scores = (_unit(np.atleast_2d(selfies)) @ _unit(templates[rows]).T).max(0)
+        return template_labels[rows[[int(np.argmax(scores))]]]
 
     def find(self, selfies: np.ndarray, photos: np.ndarray) -> np.ndarray:
         """Rows of ``photos`` found for the person in ``selfies`` (one or more photos), best first."""
