@@ -170,14 +170,15 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     progress(0.15, "finding your photos among the ones the service holds")
     finder = ws.finder()
     selfie_emb = ws.embed_data(model_before, selfie)
+    held_emb = ws.embed_data(model_before, held)
     templates, classes = ws.identity_templates()
     if len(held):  # the visitor's enrolled photos form one more labelled identity
-        templates = np.concatenate([templates, _unit_mean(ws.embed_data(model_before, held))])
+        templates = np.concatenate([templates, _unit_mean(held_emb)])
         classes = np.append(classes, label)
     trained = [ws.data["forget_train"], ws.data["retain_train"], held]
     trained_labels = np.concatenate([d.labels.cpu().numpy() for d in trained])
     trained_emb = np.concatenate([ws.embed(ws.original, "forget_train"), ws.embed(ws.original, "retain_train"),
-                                  ws.embed_data(model_before, held)])
+                                  held_emb])
     matched = finder.match_labels(selfie_emb, templates, classes, trained_emb, trained_labels)
     trained_rows = np.flatnonzero(np.isin(trained_labels, matched))
     gallery = [ws.data[p] for p in GALLERY_PARTS]
@@ -213,7 +214,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     retain = {"before": baseline(ws)["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
     mia = membership_verdict(ws, models, embedded, concat_face_data([selfie, checks]))
     known = [int(c) for c in matched if c != label]
-    gallery_identities = {name: _identity_check(ws, embedded, c, ws.embed_data(model_before, selfie)[0], config.k)
+    gallery_identities = {name: _identity_check(ws, embedded, c, selfie_emb[0], config.k)
                           for name, c in zip(ws.identity_names(known), known)}
     timing["evaluate"] = time.perf_counter() - started
     timing["request"] = timing["find"] + timing["unlearn"]
