@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test run test bench bench-short bench-forget-me
+.PHONY: install install-test run test lint bench bench-short bench-forget-me
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -26,6 +26,9 @@ run: install
 
 test: install-test
 	$(PY) -m pytest -q tests
+
+lint: install-test
+	$(VENV)/bin/ruff check .
 
 bench: install
 	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --budget paper --out docs/bench-lfw.md --json docs/bench-lfw.json

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -18,21 +19,22 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
-from gradio.data_classes import ImageData
 import numpy as np
 import torch
+from gradio.data_classes import ImageData
 
 from unlearn_core import viz
 from unlearn_core.data import load_gallery, make_split, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError
 from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me, split_extra_photos
 from unlearn_core.methods import list_methods, method_class, preset_params
-from unlearn_core.privacy import privacy_audit
 from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
+from unlearn_core.privacy import privacy_audit
 
 try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
     import spaces
@@ -90,7 +92,7 @@ class AppSettings:
     warmup: bool = True
 
     @classmethod
-    def from_env_and_args(cls, argv: list[str] | None = None) -> "AppSettings":
+    def from_env_and_args(cls, argv: list[str] | None = None) -> AppSettings:
         """Defaults, overridden by the environment (``_env``), overridden by command-line flags."""
         base = cls(**{f.name: _env(f.name, f.default) if f.type != "bool" else _env(f.name, int(f.default)) != 0
                       for f in dataclasses.fields(cls)})
@@ -230,10 +232,8 @@ def discard_upload(path: Path) -> None:
     if folder in path.parents:
         path.unlink(missing_ok=True)
         if path.parent != folder:
-            try:
+            with contextlib.suppress(OSError):
                 path.parent.rmdir()
-            except OSError:
-                pass
 
 
 def _progress(progress: gr.Progress | None) -> Callable[[float, str], None]:
@@ -325,7 +325,8 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
     else:
         crop += '<div class="uc-found"><b>We found none of your photos</b> among the ones the service holds.</div>'
     headers, rows = viz.metrics_table({"you": v["before"], "retain": r["before"]},
-                                      {"after": {"you": v["after"], "retain": r["after"]}, "after deleting found photos": {"you": v["after_deletion"], "retain": r["after"]}},
+                                      {"after": {"you": v["after"], "retain": r["after"]},
+                                       "after deleting found photos": {"you": v["after_deletion"], "retain": r["after"]}},
                                       sets=("you", "retain"))
     bars = viz.before_after_bars({"your CS": (v["before"]["cs"], v["after"]["cs"]), "your mAP": (v["before"]["mAP"], v["after"]["mAP"]),
                                   "retain mAP": (r["before"]["mAP"], r["after"]["mAP"])}, "You vs. everyone else")
@@ -537,68 +538,66 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
         if settings.dataset not in [GALLERIES[g] for g in galleries]:
             gr.Markdown(NO_GALLERY_HELP, elem_id="no-gallery")
         state = gr.State(None, time_to_live=settings.session_ttl, delete_callback=release_session)
-        with gr.Tab("Forget me"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    portrait = keep_upload_path(gr.Image(label="Your portrait (one face)", type="filepath", image_mode=None,
-                                                         sources=["upload", "webcam"], elem_id="portrait"))
-                    extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}): the first half stand in for photos "
-                                           "a service already holds of you (found and forgotten), the rest only test the result",
-                                     file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
-                    fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
-                    fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
-                    fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
-                    fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
-                    fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
-                    fm_button = gr.Button("Forget me", variant="primary", elem_id="forget-button")
-                    examples, example_labels = example_portraits(settings)
-                    if examples:
-                        gr.Examples(examples, [portrait], example_labels=example_labels, label="No selfie at hand? Held-out photos of "
-                                    "people the service holds (they are found in its gallery, then forgotten)")
-                with gr.Column(scale=2):
-                    fm_status = gr.Markdown(elem_id="fm-status")
-                    with gr.Row():
-                        fm_crop = gr.HTML(elem_id="fm-crop")
-                        fm_bars = gr.Plot(label="Compactness and retrieval", elem_id="fm-bars")
-                    fm_metrics = gr.HTML(elem_id="fm-metrics")
-                    fm_before = gr.HTML(elem_id="fm-before")
-                    fm_after = gr.HTML(elem_id="fm-after")
-                    fm_privacy = gr.Markdown(elem_id="fm-privacy")
-                    fm_download = gr.HTML(elem_id="fm-download")
-        with gr.Tab("Audit"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    choices = galleries + ["Uploaded zip"]
-                    au_gallery = gr.Radio(choices, value=choices[0], label="Gallery")
-                    au_zip = gr.File(label="Gallery zip (<identity>/<image> folders)", file_types=[".zip"], type="filepath")
-                    au_names = gr.Textbox(label="Identities to forget (comma-separated; empty = random by seed)")
-                    au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
-                    au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")
-                    au_min_images = gr.Number(settings.min_images, precision=0, minimum=0, elem_id="au-min-images",
-                                              label="Minimum photos per person (0: the gallery's own: LFW 20 to forget / 10 to retain, "
-                                                    "ORL 10 / 4, zip 4, the least the protocol needs)")
-                    au_seed = gr.Number(0, precision=0, label="Seed")
-                    au_preset = gr.Dropdown(preset_choices(), value=AUDIT_PRESET, label="Preset (measured settings)", elem_id="au-preset")
-                    gr.Markdown(audit_preset_note(device), elem_id="au-preset-note")
-                    au_methods = gr.CheckboxGroup(list_methods(), value=audit_methods, label="Methods")
-                    au_iterations = gr.Slider(1, 2000, value=settings.audit_iterations, step=1, label="Iterations")
-                    au_params = gr.Textbox(audit_params, label="Parameters (JSON: one object for all methods, or {method: {...}})",
-                                           placeholder='{"margin": 0.2}')
-                    au_one_shot = gr.Checkbox(False, label="One-shot (one support image per identity)")
-                    au_retrain = gr.Checkbox(True, label="Compare with the retrain reference")
-                    au_proj = gr.CheckboxGroup(["t-SNE", "UMAP"], value=["t-SNE", "UMAP"], label="Embedding maps")
-                    au_button = gr.Button("Run audit", variant="primary", elem_id="audit-button")
-                    with gr.Accordion("Methods", open=False):
-                        gr.Markdown(method_help())
-                with gr.Column(scale=2):
-                    au_status = gr.Markdown(elem_id="au-status")
-                    au_table = gr.HTML(elem_id="au-table")
-                    au_tsne = gr.Plot(label="t-SNE", elem_id="au-tsne")
-                    au_umap = gr.Plot(label="UMAP", elem_id="au-umap")
-                    au_roc = gr.Plot(label="Attack ROC", elem_id="au-roc")
-                    au_galleries = gr.HTML(elem_id="au-galleries")
-                    au_privacy = gr.HTML(elem_id="au-privacy")
-                    au_download = gr.HTML(elem_id="au-download")
+        with gr.Tab("Forget me"), gr.Row():
+            with gr.Column(scale=1):
+                portrait = keep_upload_path(gr.Image(label="Your portrait (one face)", type="filepath", image_mode=None,
+                                                     sources=["upload", "webcam"], elem_id="portrait"))
+                extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}): the first half stand in for photos "
+                                       "a service already holds of you (found and forgotten), the rest only test the result",
+                                 file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
+                fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
+                fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
+                fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
+                fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
+                fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
+                fm_button = gr.Button("Forget me", variant="primary", elem_id="forget-button")
+                examples, example_labels = example_portraits(settings)
+                if examples:
+                    gr.Examples(examples, [portrait], example_labels=example_labels, label="No selfie at hand? Held-out photos of "
+                                "people the service holds (they are found in its gallery, then forgotten)")
+            with gr.Column(scale=2):
+                fm_status = gr.Markdown(elem_id="fm-status")
+                with gr.Row():
+                    fm_crop = gr.HTML(elem_id="fm-crop")
+                    fm_bars = gr.Plot(label="Compactness and retrieval", elem_id="fm-bars")
+                fm_metrics = gr.HTML(elem_id="fm-metrics")
+                fm_before = gr.HTML(elem_id="fm-before")
+                fm_after = gr.HTML(elem_id="fm-after")
+                fm_privacy = gr.Markdown(elem_id="fm-privacy")
+                fm_download = gr.HTML(elem_id="fm-download")
+        with gr.Tab("Audit"), gr.Row():
+            with gr.Column(scale=1):
+                choices = [*galleries, "Uploaded zip"]
+                au_gallery = gr.Radio(choices, value=choices[0], label="Gallery")
+                au_zip = gr.File(label="Gallery zip (<identity>/<image> folders)", file_types=[".zip"], type="filepath")
+                au_names = gr.Textbox(label="Identities to forget (comma-separated; empty = random by seed)")
+                au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
+                au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")
+                au_min_images = gr.Number(settings.min_images, precision=0, minimum=0, elem_id="au-min-images",
+                                          label="Minimum photos per person (0: the gallery's own: LFW 20 to forget / 10 to retain, "
+                                                "ORL 10 / 4, zip 4, the least the protocol needs)")
+                au_seed = gr.Number(0, precision=0, label="Seed")
+                au_preset = gr.Dropdown(preset_choices(), value=AUDIT_PRESET, label="Preset (measured settings)", elem_id="au-preset")
+                gr.Markdown(audit_preset_note(device), elem_id="au-preset-note")
+                au_methods = gr.CheckboxGroup(list_methods(), value=audit_methods, label="Methods")
+                au_iterations = gr.Slider(1, 2000, value=settings.audit_iterations, step=1, label="Iterations")
+                au_params = gr.Textbox(audit_params, label="Parameters (JSON: one object for all methods, or {method: {...}})",
+                                       placeholder='{"margin": 0.2}')
+                au_one_shot = gr.Checkbox(False, label="One-shot (one support image per identity)")
+                au_retrain = gr.Checkbox(True, label="Compare with the retrain reference")
+                au_proj = gr.CheckboxGroup(["t-SNE", "UMAP"], value=["t-SNE", "UMAP"], label="Embedding maps")
+                au_button = gr.Button("Run audit", variant="primary", elem_id="audit-button")
+                with gr.Accordion("Methods", open=False):
+                    gr.Markdown(method_help())
+            with gr.Column(scale=2):
+                au_status = gr.Markdown(elem_id="au-status")
+                au_table = gr.HTML(elem_id="au-table")
+                au_tsne = gr.Plot(label="t-SNE", elem_id="au-tsne")
+                au_umap = gr.Plot(label="UMAP", elem_id="au-umap")
+                au_roc = gr.Plot(label="Attack ROC", elem_id="au-roc")
+                au_galleries = gr.HTML(elem_id="au-galleries")
+                au_privacy = gr.HTML(elem_id="au-privacy")
+                au_download = gr.HTML(elem_id="au-download")
         info = gr.JSON(visible=False)
         fm_preset.change(apply_preset, [fm_preset, fm_method], [fm_method, fm_params])
         au_preset.change(apply_audit_preset, [au_preset, au_methods], [au_methods, au_params])

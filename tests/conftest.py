@@ -13,7 +13,7 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 os.environ.setdefault("SCIKIT_LEARN_DATA", str(SHARED / "sklearn_data"))
 
-from unlearn_core.pipeline import Workspace, WorkspaceConfig  # noqa: E402
+from unlearn_core.pipeline import Workspace, WorkspaceConfig
 
 # 4 forget identities (>= 20 images) and 24 retain identities, <= 20 images each, 100 distractors:
 # about 650 images; aligning them costs ~20 s the first time, training the original ~10 s.

@@ -148,7 +148,7 @@ def test_both_flows_run_again_with_the_same_uploads(server, uploads_once, tmp_pa
     assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4}
     gallery = handle_file(str(few_photos_zip(tmp_path / "gallery.zip")))
     for _ in range(2):  # a gallery with 5 photos per person: the zip default (4) admits everyone
-        status, table, *_ = client.predict("Uploaded zip", gallery, "", 3, 24, 0, 0, ["dispersion"], 3, "", False, False, [],
+        status, _table, *_ = client.predict("Uploaded zip", gallery, "", 3, 24, 0, 0, ["dispersion"], 3, "", False, False, [],
                                            api_name="/audit")
         assert status.startswith("✅") and "Audit of 3 identities on zip" in status, status
     assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4, "audit": 1}
@@ -210,7 +210,7 @@ def test_presets_fill_method_and_parameters():
 def test_settings_precedence_flags_then_gradio_env_then_unlearn_env(monkeypatch):
     for variable in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "UNLEARN_HOST", "UNLEARN_PORT"):
         monkeypatch.delenv(variable, raising=False)
-    settings = lambda *argv: app.AppSettings.from_env_and_args(list(argv))  # noqa: E731
+    settings = lambda *argv: app.AppSettings.from_env_and_args(list(argv))
     assert (settings().host, settings().port) == ("127.0.0.1", 7860)
     monkeypatch.setenv("UNLEARN_HOST", "10.1.2.3")
     monkeypatch.setenv("UNLEARN_PORT", "7001")

@@ -1,8 +1,6 @@
 """The dlib ResNet port reproduces dlib, the checkpoint is verified, and facenet fails clearly offline."""
-import hashlib
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +81,7 @@ def test_facenet_offline_says_how_to_provide_weights(monkeypatch, tmp_path):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    with pytest.raises(WeightsUnavailable, match="20180402-114759-vggface2.pt"):
+    with pytest.raises(WeightsUnavailable, match=r"20180402-114759-vggface2\.pt"):
         create_backbone("facenet_vggface2")
 
 

@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
@@ -85,7 +84,7 @@ def test_bench_cli_writes_the_table_and_prints_it(bench_run: dict) -> None:
 def test_standard_table_rows_columns_and_mean_std(bench_run: dict) -> None:
     rows = parse_table(bench_run["markdown"], "## Standard setting")
     reference = ["retrain"] if "retrain" in list_methods() else []
-    assert list(rows) == ["original"] + reference + METHODS
+    assert list(rows) == ["original", *reference, *METHODS]
     columns = ["Method", "Reads", *PERCENT, *PLAIN, "ToW ↑", "Unlearn s", "Speed-up", "Forget mAP ÷ before ↓", "Retain mAP drop ↓",
                "Find P ↑", "Find R ↑", "Iterations", "Notes"]
     assert set(next(iter(rows.values()))) == set(columns)

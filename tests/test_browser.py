@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
-
-from test_app_api import LFW, server  # noqa: F401  (the same locally launched app)
+from test_app_api import LFW
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
 CHROMIUM = "/usr/bin/chromium"

@@ -30,7 +30,7 @@ def test_split_is_identity_disjoint_and_seeded(lfw):
 
 
 def test_split_rejects_bad_counts(lfw):
-    with pytest.raises(InvalidParameter, match="lfw has 62 people with at least 20 photos each; forgetting 100 needs 101.*Forget at most 61"):
+    with pytest.raises(InvalidParameter, match=r"lfw has 62 people with at least 20 photos each; forgetting 100 needs 101.*Forget at most 61"):
         make_split(lfw, 100)
     with pytest.raises(InvalidParameter, match="unknown identities"):
         make_split(lfw, 1, forget_ids=["Nobody_Atall"])
@@ -74,9 +74,9 @@ def test_min_images_option_and_plain_errors(lfw):
     assert (gallery.counts()[np.concatenate([split.forget_ids, split.retain_ids])] == 6).all() and len(split.retain_ids) == 2
     with pytest.raises(InvalidParameter, match=r"folder:few has 0 people with at least 7 photos each; forgetting 3 needs 4 .*--min-images"):
         make_split(gallery, 3, min_images=7)
-    with pytest.raises(InvalidParameter, match="forgetting 12 needs 13.*Forget at most 11.*add them or their photos"):
+    with pytest.raises(InvalidParameter, match=r"forgetting 12 needs 13.*Forget at most 11.*add them or their photos"):
         make_split(gallery, 12)
-    with pytest.raises(InvalidParameter, match="at least 4 .2 to train on, 2 to test., got 3"):
+    with pytest.raises(InvalidParameter, match=r"at least 4 .2 to train on, 2 to test., got 3"):
         make_split(gallery, 3, min_images=3)
     wider = make_split(lfw, 10, min_images=4)  # LFW keeps 20 / 10 unless asked
     assert (lfw.counts()[wider.retain_ids] >= 4).all() and (lfw.counts()[wider.retain_ids] < 10).any()

@@ -16,8 +16,9 @@ AUC; this module only builds features and combines results.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from scipy.special import log_softmax
@@ -105,7 +106,7 @@ def salun_features(logits: np.ndarray, labels: np.ndarray, floor: float = 1e-12)
     log_1m = np.log1p(-np.clip(p, 0.0, 1 - floor))
     m_entropy = -(1 - p_y) * logp_y - (p * log_1m).sum(1) + p_y * log_1m[rows, labels]
     correct = (logits.argmax(1) == labels).astype(float)
-    log = lambda v: np.log(np.maximum(v, floor))  # noqa: E731
+    log = lambda v: np.log(np.maximum(v, floor))
     return np.stack([correct, log(-logp_y), log(entropy(logits)), log(m_entropy)], axis=1)
 
 
@@ -239,7 +240,7 @@ def support_distances(support: np.ndarray, support_labels: np.ndarray, forget: n
                       forget_labels: np.ndarray) -> np.ndarray:
     """S2 §5.4 hardness: Euclidean distance between each (normalised) support embedding and the
     centroid (mean of normalised embeddings) of its identity's forget images."""
-    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     support, forget = unit(support), unit(forget)
     centres = np.stack([forget[forget_labels == c].mean(0) for c in support_labels])
     return np.linalg.norm(support - centres, axis=1)

@@ -21,8 +21,9 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,7 +147,7 @@ def _run(ws: Workspace, name: str, cap: int | None, setting: str, progress: Prog
     config = AuditConfig(method=name, iterations=cap, one_shot=setting == "one_shot", gallery_assisted=setting == "gallery_assisted")
     try:
         _, report = run_method(ws, config, progress)
-    except Exception as err:  # noqa: BLE001 - any failure of one method must not stop the benchmark
+    except Exception as err:
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=-4)}
     timing = report["timing_s"]
     run = {"metrics": report["after"], "seconds": timing.get("request", timing["unlearn"]), "iterations_run": report["iterations_run"],
@@ -177,7 +178,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
     for name in names:
         try:
             needs[name] = create_method(name).data_needs()
-        except Exception as err:  # noqa: BLE001 - recorded per run below
+        except Exception as err:
             needs[name] = None
             skipped[name] = f"cannot be created: {type(err).__name__}: {err}"
             continue
@@ -218,7 +219,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
                 done += 1
                 label = f"seed {seed} {name} ({setting.replace('_', '-')})"
                 log(f"[{done}/{total} | {time.perf_counter() - started:.0f} s] {label}")
-                run = _run(ws, name, config.cap(name, setting), setting, lambda f, m: progress(f, f"{label}: {m}"))
+                run = _run(ws, name, config.cap(name, setting), setting, lambda f, m, label=label: progress(f, f"{label}: {m}"))
                 record[setting][name] = run
                 log(f"    -> {run['error']}" if "error" in run else
                     f"    -> unlearn {run['seconds']:.1f} s ({run['iterations_run']} it; with evaluation {run['run_s']:.1f} s, "
@@ -330,7 +331,7 @@ def results_table(results: dict[str, Any], setting: str) -> str:
         done = [run["iterations_run"] for run in runs if "error" not in run and run.get("iterations_run") is not None]
         iterations = f"{np.mean(done):.0f}" if done else "–"
         reads = "–" if name == "original" else _reads(results["needs"].get(name), "standard" if name == REFERENCE else setting)
-        lines.append(_row([name, reads] + cells + [iterations, _cell("; ".join(notes)) if notes else ""]))
+        lines.append(_row([name, reads, *cells, iterations, _cell("; ".join(notes)) if notes else ""]))
     for name, reason in skipped.items():
         lines.append(_row([name, _reads(results["needs"].get(name), "standard")] + ["–"] * len(COLUMNS) + ["–", _cell(f"skipped: {reason}")]))
     return "\n".join(lines)

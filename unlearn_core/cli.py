@@ -10,15 +10,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
 from .errors import UnlearnError
-from .methods import create_method, list_methods, method_class, preset_params
 from .faces import load_image
 from .forget_me import ForgetMeConfig, forget_me
+from .methods import create_method, list_methods, method_class, preset_params
 from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, run_audit
 from .privacy import format_privacy_table
 
@@ -106,7 +106,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     progress = TqdmProgress()
     report = run_audit(config, progress)
     progress.close()
-    print(f"{report['method']} on {report['dataset']} ({report['backbone']}, {report['device']}, train_from={report['train_from']}, seed {report['seed']})")
+    print(f"{report['method']} on {report['dataset']} ({report['backbone']}, {report['device']}, "
+          f"train_from={report['train_from']}, seed {report['seed']})")
     print(f"forget identities: {', '.join(report['forget_identities'])}")
     print(format_table(report))
     if "find" in report:
@@ -148,7 +149,8 @@ def cmd_forget_me(args: argparse.Namespace) -> int:
     print(f"{report['method']} on {report['workspace']['dataset']} ({report['device']}), protocol {report['protocol']}")
     print(f"find: {find['n_found']} photos found ({find['n_true_found']} of your {find['n_present']} enrolled, "
           f"{find['n_other_people']} of other people); precision {find['precision']:.3f}, recall {find['recall']:.3f}")
-    rows = [("you (check photos)", report["visitor"], ("before", "after", "after_deletion")), ("retained identities", report["retain"], ("before", "after"))]
+    rows = [("you (check photos)", report["visitor"], ("before", "after", "after_deletion")),
+            ("retained identities", report["retain"], ("before", "after"))]
     print(f"{'set':<22}{'when':<16}{'mAP':>8}{'rank1':>8}{'cs':>8}")
     for name, block, whens in rows:
         for when in whens:

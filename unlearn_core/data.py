@@ -12,10 +12,10 @@ import os
 import stat
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class Gallery:
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.identities))
 
-    def subset(self, indices: np.ndarray) -> "Gallery":
+    def subset(self, indices: np.ndarray) -> Gallery:
         indices = np.asarray(indices)
         return Gallery(self.name, [self.sources[i] for i in indices], self.labels[indices], self.identities,
                        self.min_forget_images, self.min_retain_images)
@@ -119,7 +119,8 @@ def load_folder(root: str | Path, name: str | None = None) -> Gallery:
         sources += files
         labels += [len(identities) - 1] * len(files)
     if len(identities) < 2:
-        raise DataUnavailable(f"{root} holds {len(identities)} identity folders with images; a gallery needs at least 2 (layout: <root>/<identity>/<image>)")
+        raise DataUnavailable(f"{root} holds {len(identities)} identity folders with images; "
+                              "a gallery needs at least 2 (layout: <root>/<identity>/<image>)")
     return Gallery(name or f"folder:{root.name}", sources, np.array(labels), identities)
 
 
@@ -205,7 +206,7 @@ def make_split(gallery: Gallery, n_forget: int, seed: int = 0, test_fraction: fl
         for identity in ids:
             images = np.flatnonzero(gallery.labels == identity)
             images = rng.permutation(images)[:max_images_per_identity]
-            n_test = max(2, int(round(test_fraction * len(images))))
+            n_test = max(2, round(test_fraction * len(images)))
             test.append(images[:n_test])
             train.append(images[n_test:])
         return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

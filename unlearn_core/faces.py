@@ -7,14 +7,15 @@ content hash; uploads are never cached.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -64,10 +65,8 @@ def load_image(source: ImageSource, max_bytes: int = MAX_FILE_BYTES, max_pixels:
         except (OSError, SyntaxError, ValueError) as err:
             raise NotAnImage(f"The image file is damaged or truncated ({err}).") from None
     _check_pixels(image.size, max_pixels)
-    try:
+    with contextlib.suppress(Exception):  # malformed EXIF must not lose the image
         image = ImageOps.exif_transpose(image)
-    except Exception:  # malformed EXIF must not lose the image
-        pass
     rgb = _to_rgb(image)
     if min(rgb.size) < MIN_SIDE:
         raise ImageTooSmall(f"The image is {rgb.size[0]}x{rgb.size[1]} pixels; a face needs at least {MIN_SIDE}x{MIN_SIDE}.")
@@ -141,7 +140,7 @@ def align(image: Image.Image, landmarks: np.ndarray, template: np.ndarray, size:
 class FaceDetector:
     """MTCNN on CPU or GPU; one shared instance per device (``FaceDetector.shared()``)."""
 
-    _instances: dict[str, "FaceDetector"] = {}
+    _instances: dict[str, FaceDetector] = {}
     _lock = threading.Lock()
 
     def __init__(self, device: str = "cpu", min_prob: float = MIN_FACE_PROB):
@@ -152,7 +151,7 @@ class FaceDetector:
         self._run_lock = threading.Lock()
 
     @classmethod
-    def shared(cls, device: str = "cpu") -> "FaceDetector":
+    def shared(cls, device: str = "cpu") -> FaceDetector:
         with cls._lock:
             if device not in cls._instances:
                 cls._instances[device] = cls(device)

@@ -6,8 +6,8 @@ chips (for other augmentations and for display).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ class FaceData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, idx: np.ndarray | torch.Tensor | list[int]) -> "FaceData":
+    def subset(self, idx: np.ndarray | torch.Tensor | list[int]) -> FaceData:
         idx = np.asarray(idx, dtype=np.int64)
         t = torch.from_numpy(idx)
         return FaceData(self.inputs[t], self.inputs_flipped[t], self.labels[t], self.chips[idx], self.image_ids[idx])
@@ -42,13 +42,13 @@ class FaceData:
         return x, self.labels[idx]
 
     @torch.no_grad()
-    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 256) -> "FaceData":
+    def map_inputs(self, fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 256) -> FaceData:
         """The same images with ``fn`` applied to their inputs and flipped inputs, in batches."""
         def run(x: torch.Tensor) -> torch.Tensor:
             return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         return FaceData(run(self.inputs), run(self.inputs_flipped), self.labels, self.chips, self.image_ids)
 
-    def to(self, device: torch.device | str) -> "FaceData":
+    def to(self, device: torch.device | str) -> FaceData:
         return FaceData(self.inputs.to(device), self.inputs_flipped.to(device), self.labels.to(device), self.chips, self.image_ids)
 
 
@@ -87,7 +87,7 @@ def augment_chips(chips: np.ndarray, generator: torch.Generator, strength: float
     (+-0.3), optional grayscale (p=0.2). Returns float chips (N, S, S, 3) in 0..255.
     """
     x = torch.as_tensor(chips).float().permute(0, 3, 1, 2) / 255.0
-    n, _, size, _ = x.shape
+    n, _, _size, _ = x.shape
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=generator)

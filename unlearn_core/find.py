@@ -83,7 +83,7 @@ def calibrate(queries: np.ndarray, query_labels: np.ndarray, candidates: np.ndar
         raise InvalidParameter("calibrating a match threshold needs at least two identities with photos on both sides")
     threshold = float(np.quantile(impostor, 1 - target_fmr, method="higher")) + 1e-6
     return MatchThreshold(threshold, target_fmr, float(np.mean(impostor >= threshold)), float(np.mean(genuine < threshold)),
-                          int(len(impostor)), int(len(genuine)))
+                          len(impostor), len(genuine))
 
 
 def find_matches(selfies: np.ndarray, candidates: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +118,7 @@ class Finder:
     @classmethod
     def calibrate(cls, queries: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, templates: np.ndarray,
                   template_labels: np.ndarray, photos: np.ndarray, photo_labels: np.ndarray, photo_ids: np.ndarray,
-                  false_per_search: float = FALSE_MATCHES_PER_SEARCH) -> "Finder":
+                  false_per_search: float = FALSE_MATCHES_PER_SEARCH) -> Finder:
         """All thresholds on identities the service keeps: each of their held-out photos plays the
         selfie. The per-pair targets are ``false_per_search`` over the number of templates, and
         over the number of gallery photos."""
@@ -183,7 +183,7 @@ class FindOutcome:
                 "precision": self.precision, "recall": self.recall}
 
     @staticmethod
-    def total(outcomes: list["FindOutcome"]) -> "FindOutcome":
+    def total(outcomes: list[FindOutcome]) -> FindOutcome:
         return FindOutcome(*(sum(getattr(o, f) for o in outcomes) for f in ("n_found", "n_true_found", "n_present")))
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ def align_visitor(portrait: ImageSource, groups: dict[str, Sequence[ImageSource]
     return face, chips, notes
 
 
-_BASELINES: "weakref.WeakKeyDictionary[Workspace, dict]" = weakref.WeakKeyDictionary()
+_BASELINES: weakref.WeakKeyDictionary[Workspace, dict] = weakref.WeakKeyDictionary()
 
 
 def baseline(ws: Workspace) -> dict[str, dict[str, float]]:
@@ -202,7 +203,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
 
     progress(0.88, "measuring before and after")
     started = time.perf_counter()
-    names = ws.identity_names(range(len(ws.classes))) + [VISITOR]
+    names = [*ws.identity_names(range(len(ws.classes))), VISITOR]
     visitor_photos = concat_face_data([selfie, held, checks])
     deleted = set(found_data.image_ids.tolist())
     # enrolling adds a head row only, so the private copy embeds exactly as the original (cached)

@@ -8,7 +8,7 @@ on a copy and the original stays untouched.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +84,7 @@ class FaceModel(nn.Module):
         ids = {id(p) for p in self.trainable_parameters()}
         return [(n, p) for n, p in self.named_parameters() if id(p) in ids]
 
-    def split(self, n_blocks: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], "FaceModel"]:
+    def split(self, n_blocks: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], FaceModel]:
         """``(prefix, suffix)``: ``prefix`` runs all but the last ``n_blocks`` trainable blocks (no
         grad); ``suffix`` is a model of those last blocks and the head, sharing their parameters, so
         ``suffix(prefix(x)) == self(x)`` and training ``suffix`` trains this model's last blocks."""
@@ -99,14 +99,14 @@ class FaceModel(nn.Module):
 
         return prefix, FaceModel(BlockChain(blocks[len(blocks) - n_blocks :]), 0, self.head).train(self.training)
 
-    def clone(self) -> "FaceModel":
+    def clone(self) -> FaceModel:
         """A copy whose trainable stages and head are new tensors (without gradients); frozen stages are shared."""
         memo = {id(stage): stage for stage in self.backbone.stages[: self.start]}
         twin = copy.deepcopy(self, memo)
         twin.zero_grad(set_to_none=True)
         return twin
 
-    def frozen_copy(self) -> "FaceModel":
+    def frozen_copy(self) -> FaceModel:
         """A clone in eval mode with no gradients: a fixed teacher or reference for a method."""
         return self.clone().eval().requires_grad_(False)
 

@@ -11,9 +11,10 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,7 +163,8 @@ class Workspace:
 
     def _face_data(self, part: str) -> FaceData:
         ids = getattr(self.split, part)
-        chips = np.stack([self.chips[int(i)] for i in ids]) if len(ids) else np.zeros((0, self.backbone.chip_size, self.backbone.chip_size, 3), np.uint8)
+        size = self.backbone.chip_size
+        chips = np.stack([self.chips[int(i)] for i in ids]) if len(ids) else np.zeros((0, size, size, 3), np.uint8)
         return self.encoder.face_data(chips, self.label_of(ids), ids, desc=f"encoding {part}")
 
     def identity_names(self, classes: list[int] | np.ndarray) -> list[str]:
@@ -195,7 +197,7 @@ class Workspace:
         tmp.replace(path)
         return model
 
-    def on(self, device: torch.device) -> "Workspace":
+    def on(self, device: torch.device) -> Workspace:
         """This workspace with its backbone, models and model inputs on ``device``; itself when they
         are there already. The copy shares the gallery, split and chips; its models are copies, so
         the original workspace is left as it was. For a GPU lent only for the length of a call

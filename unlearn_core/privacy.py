@@ -13,7 +13,8 @@ retrain model ("retrain").
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class Outputs:
     """Logits, normalised embeddings and labels of one model on every audit set."""
 
     @torch.no_grad()
-    def __init__(self, ws: "Workspace", model: FaceModel):
+    def __init__(self, ws: Workspace, model: FaceModel):
         self.logits: dict[str, np.ndarray] = {}
         self.embeddings: dict[str, np.ndarray] = {}
         self.labels: dict[str, np.ndarray] = {}
@@ -96,13 +97,13 @@ def membership_attack(out: Outputs, attack: str, seed: int) -> tuple[dict[str, A
         threshold = attacks.youden_threshold(members, nonmembers)
         held_out = attacks.roc_summary(members, nonmembers)
         member_rate, nonmember_rate = float(np.mean(members >= threshold)), float(np.mean(nonmembers >= threshold))
-        score = lambda s: feats[s][:, 0]  # noqa: E731
+        score = lambda s: feats[s][:, 0]
     else:
         groups = np.concatenate([np.full(len(feats[s]), k) for k, s in enumerate(nonmember_sets)])
         fitted = attacks.fit_attack(feats["members"], nonmembers, factory(seed), groups, seed=seed)
         threshold, held_out = 0.5, fitted.held_out
         member_rate, nonmember_rate = fitted.member_test_rate, fitted.nonmember_rate
-        score = lambda s: fitted.member_probability(feats[s])  # noqa: E731
+        score = lambda s: fitted.member_probability(feats[s])
     forget, heldout = score("forget"), score("forget_heldout")
     block = {
         "nonmembers": nonmember_sets,
@@ -130,7 +131,7 @@ def rmia(out: Outputs, ref: Outputs, gamma: float = 1.0) -> dict[str, Any]:
             "forget_score_mean": float(score_forget.mean()) if n_forget else float("nan")}
 
 
-def retrieval_maps(ws: "Workspace", out: Outputs) -> dict[str, float]:
+def retrieval_maps(ws: Workspace, out: Outputs) -> dict[str, float]:
     """mAP for ToW: retain = retain training images against themselves, forget = forget training
     images against all training images, test = held-out retain images against themselves (each
     query's own image excluded)."""
@@ -144,7 +145,7 @@ def retrieval_maps(ws: "Workspace", out: Outputs) -> dict[str, float]:
     return {"retain": m("members", ("members",)), "forget": m("forget", ("forget", "members")), "test": m("test", ("test",))}
 
 
-def identity_maps(out: Outputs, ws: "Workspace") -> np.ndarray:
+def identity_maps(out: Outputs, ws: Workspace) -> np.ndarray:
     """Per forget identity: mAP of its held-out images against held-out forget + retain images."""
     e, lab = out.embeddings, out.labels
     gallery = np.concatenate([e["forget_heldout"], e["test"]])
@@ -158,7 +159,7 @@ def identity_maps(out: Outputs, ws: "Workspace") -> np.ndarray:
     return np.array(maps)
 
 
-def hardness(ws: "Workspace", out: Outputs, ref: Outputs, original: Outputs) -> dict[str, Any]:
+def hardness(ws: Workspace, out: Outputs, ref: Outputs, original: Outputs) -> dict[str, Any]:
     """S2 §5.4: distance from each support sample to its identity's forget centroid (original
     model's embedding space) against the forgetting gap, mAP(unlearned) - mAP(retrain) on that
     identity's held-out images (positive = remembered more than the reference, negative = forgot
@@ -192,7 +193,7 @@ def distributions(outs: dict[str, Outputs], bins: int = 30) -> dict[str, Any]:
     return out
 
 
-def privacy_audit(ws: "Workspace", model: FaceModel, reference: FaceModel | None = None, seed: int | None = None) -> dict[str, Any]:
+def privacy_audit(ws: Workspace, model: FaceModel, reference: FaceModel | None = None, seed: int | None = None) -> dict[str, Any]:
     """Membership-inference attacks, ToW, unlearn score, distributions, hardness and the Streisand
     check for ``model``, each next to the retrain model's (``ws.retrain_model()``).
 

@@ -2,8 +2,8 @@
 reference (retain identities only), both from the pretrained embedder (S0 §5.5)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

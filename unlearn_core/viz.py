@@ -9,13 +9,14 @@ import html
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from PIL import Image
+from plotly.subplots import make_subplots
 
 from .errors import InvalidParameter
 from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
@@ -77,7 +78,7 @@ def embedding_map(panels: dict[str, np.ndarray], labels: np.ndarray, names: Sequ
         raise InvalidParameter("every panel must embed the same images, one label per image")
     n = len(labels)
     xy = project(np.concatenate(list(panels.values())), method, seed)
-    forget = set(int(c) for c in forget)
+    forget = {int(c) for c in forget}
     title = {"tsne": "t-SNE", "umap": "UMAP"}[method]
     fig = make_subplots(1, len(panels), subplot_titles=[f"{title}: {t}" for t in panels], horizontal_spacing=0.04)
     palette = _palette(len(names))

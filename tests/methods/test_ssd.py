@@ -11,7 +11,7 @@ def test_ssd_dampens_head_classification_of_forget_identities(lfw_audit):
 
 
 def test_ssd_one_shot_uses_the_support_sample_only(lfw_audit):
-    method, _, received, _ = lfw_audit.unlearn("ssd", one_shot=True, retain_images=32)
+    _method, _, received, _ = lfw_audit.unlearn("ssd", one_shot=True, retain_images=32)
     assert received.forget is None and len(received.support) == len(lfw_audit.ws.forget_classes)
 
 

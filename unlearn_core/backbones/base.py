@@ -1,8 +1,8 @@
 """Backbone interface and registry (timm-style: names are the public API)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

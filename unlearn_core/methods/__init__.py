@@ -6,12 +6,34 @@ modules in this package are imported automatically.
 import importlib
 import pkgutil
 
-from .base import (Batch, Budget, IterativeMethod, UnlearningMethod, UnlearnRequest, create_method, list_methods,
-                   method_class, param, preset_params, register_method)
+from .base import (
+    Batch,
+    Budget,
+    IterativeMethod,
+    UnlearningMethod,
+    UnlearnRequest,
+    create_method,
+    list_methods,
+    method_class,
+    param,
+    preset_params,
+    register_method,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Batch", "Budget", "IterativeMethod", "UnlearningMethod", "UnlearnRequest", "create_method",
-           "list_methods", "method_class", "param", "preset_params", "register_method"]
+__all__ = [
+    "Batch",
+    "Budget",
+    "IterativeMethod",
+    "UnlearnRequest",
+    "UnlearningMethod",
+    "create_method",
+    "list_methods",
+    "method_class",
+    "param",
+    "preset_params",
+    "register_method",
+]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -56,12 +57,12 @@ class UnlearnRequest:
     pretrained: Backbone | None = None
     """The pretrained embedder the original model was fine-tuned from (for ``retrain``)."""
 
-    def restricted_to(self, needs: frozenset[str]) -> "UnlearnRequest":
-        return dataclasses.replace(self, **{p: None for p in DATA_PARTS + ("test",) if p not in needs})
+    def restricted_to(self, needs: frozenset[str]) -> UnlearnRequest:
+        return dataclasses.replace(self, **{p: None for p in (*DATA_PARTS, "test") if p not in needs})
 
-    def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "UnlearnRequest":
+    def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> UnlearnRequest:
         """This request with every part's inputs (and ``encode``'s output) passed through ``fn``."""
-        parts = {p: getattr(self, p).map_inputs(fn) for p in DATA_PARTS + ("test",) if getattr(self, p) is not None}
+        parts = {p: getattr(self, p).map_inputs(fn) for p in (*DATA_PARTS, "test") if getattr(self, p) is not None}
         encode = (lambda chips, inner=self.encode: fn(inner(chips))) if self.encode is not None else None
         return dataclasses.replace(self, encode=encode, **parts)
 

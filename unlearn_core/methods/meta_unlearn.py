@@ -116,7 +116,7 @@ class MetaUnlearn(UnlearningMethod):
     def meta_train(self, model: FaceModel, params: Params, request: UnlearnRequest, n_request: int, budget: Budget,
                    progress: Progress, generator: torch.Generator) -> MetaLoss:
         retain, unseen = request.retain, request.test
-        forget_classes = set(int(c) for c in request.forget_classes)
+        forget_classes = {int(c) for c in request.forget_classes}
         identities = [int(c) for c in retain.labels.unique() if int(c) not in forget_classes]
         if len(identities) < n_request + 1:
             raise InvalidParameter(f"meta_unlearn needs more than {n_request} retained identities to simulate requests")

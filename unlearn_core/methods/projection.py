@@ -8,10 +8,10 @@ For every forgotten identity the method collects up to two directions in embeddi
   mirror image, which averages out pose and lighting of that one photo);
 - the model's own memory of the identity: its CosFace head row, when the model has a row for
   the class (``use_head``; by default only for identities with a single photo: with many photos
-  the head row adds little, 0.123 -> 0.109 forget mAP, and costs retained identities 0.008 mAP). In S2's one-shot setting the model was trained on the person, and
-  this row is a far better estimate of their cluster centre than one photo (LFW, 10 identities,
-  seed 0: forget mAP 0.64 with the photo's direction alone, 0.30 with the head row alone, 0.23
-  with both).
+  the head row adds little, 0.123 -> 0.109 forget mAP, and costs retained identities 0.008 mAP).
+  In S2's one-shot setting the model was trained on the person, and this row is a far better
+  estimate of their cluster centre than one photo (LFW, 10 identities, seed 0: forget mAP 0.64
+  with the photo's direction alone, 0.30 with the head row alone, 0.23 with both).
 
 With ``Q`` an orthonormal basis of all these directions, the last linear layer ``e = W h + b``
 becomes ``W' = (I - QQ^T) W`` (and ``b' = (I - QQ^T) b``): every embedding loses its
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,7 +113,8 @@ class Projection(UnlearningMethod):
     use_head: str = param("single-photo", choices=("single-photo", "always", "never"),
                           help="also remove a forgotten class's head-row direction: when it has a single photo, always, or never")
     views: int = param(32, 0, 1024, "augmented views averaged for an identity with a single photo (0 = the photo only)")
-    refill: str = param("tail", choices=("tail", "none"), help="'tail': removed directions keep a read-out at the layer's own near-zero gains (no exact-zero singular values)")
+    refill: str = param("tail", choices=("tail", "none"), help="'tail': removed directions keep a read-out at the layer's own near-zero gains "
+                                                                   "(no exact-zero singular values)")
 
     def _unlearn(self, model: FaceModel, request: UnlearnRequest, budget: Budget, progress: Progress,
                  generator: torch.Generator) -> None:

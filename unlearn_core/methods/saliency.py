@@ -11,7 +11,7 @@ loss instead; we use the CosFace forget loss ("CFGA" in S0 Table 5) for every me
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
