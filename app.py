@@ -291,7 +291,7 @@ def release_session(state: dict | None) -> None:
 
 
 @gpu
-def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iterations: Any, take_largest: bool,
+def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iterations: Any, take_main: bool,
                   params: str | None, state: dict | None, progress: gr.Progress | None = gr.Progress()) -> tuple:
     """The "Forget me" button. Every user-facing problem becomes a message, never a crash."""
     empty = ("", "", None, "", "", "", "")
@@ -300,7 +300,7 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
         data = uploads.read(portrait)
         extra_data = [uploads.read(e) for e in (extras or [])]
         config = ForgetMeConfig(method=method, params=_params(params), iterations=_whole("iterations", iterations, 1, 5000),
-                                take_largest_face=bool(take_largest))
+                                take_main_face=bool(take_main))
         report_progress = _progress(progress)
         report_progress(0.0, "preparing the gallery")
         ws = POOL.get(SETTINGS.workspace(), report_progress)
@@ -548,7 +548,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
                 fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
                 fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
-                fm_largest = gr.Checkbox(False, label="If the photo shows several faces, use the largest")
+                fm_main_face = gr.Checkbox(False, label="If the photo shows several faces, use the main one (large and central)")
                 fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
                 fm_button = gr.Button("Forget me", variant="primary", elem_id="forget-button")
                 examples, example_labels = example_portraits(settings)
@@ -601,7 +601,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
         info = gr.JSON(visible=False)
         fm_preset.change(apply_preset, [fm_preset, fm_method], [fm_method, fm_params])
         au_preset.change(apply_audit_preset, [au_preset, au_methods], [au_methods, au_params])
-        fm_button.click(run_forget_me, [portrait, extras, fm_method, fm_iterations, fm_largest, fm_params, state],
+        fm_button.click(run_forget_me, [portrait, extras, fm_method, fm_iterations, fm_main_face, fm_params, state],
                         [fm_status, fm_crop, fm_metrics, fm_bars, fm_before, fm_after, fm_privacy, fm_download, state],
                         api_name="forget_me")
         au_button.click(run_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_min_images, au_seed, au_methods, au_iterations,

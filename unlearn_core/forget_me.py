@@ -51,7 +51,7 @@ class ForgetMeConfig:
     method: str = RECOMMENDED["gallery_assisted"]
     params: dict[str, Any] = field(default_factory=dict)
     iterations: int = 60
-    take_largest_face: bool = False
+    take_main_face: bool = False
     k: int = 5
     check_views: int = 6
     seed: int = 0
@@ -88,7 +88,7 @@ class ForgetMeResult:
 
 
 def align_visitor(portrait: ImageSource, groups: dict[str, Sequence[ImageSource]], ws: Workspace,
-                  take_largest: bool) -> tuple[AlignedFace, dict[str, list[np.ndarray]], list[str]]:
+                  take_main: bool) -> tuple[AlignedFace, dict[str, list[np.ndarray]], list[str]]:
     """The portrait's aligned face (errors propagate) and, per group of extra photos ("enrolled",
     "check"), the usable photos' chips (bad ones are skipped with a note, so one blurry photo does
     not stop the flow)."""
@@ -97,9 +97,9 @@ def align_visitor(portrait: ImageSource, groups: dict[str, Sequence[ImageSource]
         raise InvalidParameter(f"at most {MAX_EXTRA_PHOTOS} extra photos, got {n_extra}")
     size, template = ws.backbone.chip_size, ws.backbone.template
     notes = []
-    face = align_portrait(portrait, template, size, allow_multiple=take_largest)
+    face = align_portrait(portrait, template, size, allow_multiple=take_main)
     if face.n_faces > 1:
-        notes.append(f"The portrait shows {face.n_faces} faces; the largest one was used.")
+        notes.append(f"The portrait shows {face.n_faces} faces; the main one (large and central) was used.")
     chips: dict[str, list[np.ndarray]] = {}
     for group, photos in groups.items():
         chips[group] = []
@@ -110,7 +110,7 @@ def align_visitor(portrait: ImageSource, groups: dict[str, Sequence[ImageSource]
                 notes.append(f"{group.capitalize()} photo {i} was skipped: {err}")
                 continue
             if aligned.n_faces > 1:
-                notes.append(f"{group.capitalize()} photo {i} shows {aligned.n_faces} faces; the largest one was used.")
+                notes.append(f"{group.capitalize()} photo {i} shows {aligned.n_faces} faces; the main one (large and central) was used.")
             chips[group].append(aligned.chip)
     return face, chips, notes
 
@@ -144,7 +144,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     timing: dict[str, float] = {}
     started = time.perf_counter()
     progress(0.02, "aligning your photos")
-    face, chips, notes = align_visitor(portrait, {"enrolled": enrolled, "check": check}, ws, config.take_largest_face)
+    face, chips, notes = align_visitor(portrait, {"enrolled": enrolled, "check": check}, ws, config.take_main_face)
     one_shot_check = not chips["check"]
     label = len(ws.classes)
     if one_shot_check:
