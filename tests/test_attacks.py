@@ -1,12 +1,17 @@
 """Attack and diagnostic building blocks on hand-made numbers (exact expected values)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
 from unlearn_core import attacks
+from unlearn_core.attacks.base import _REGISTRY
+from unlearn_core.errors import InvalidParameter
+from unlearn_core.privacy import membership_attacks
 
 
 def hand_made_scores() -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +67,9 @@ def test_shokri_features_are_sorted_top_k_log_probs():
 def test_fit_attack_separates_separable_features():
     rng = np.random.default_rng(0)
     members, nonmembers = rng.normal(2.0, 1.0, (200, 2)), rng.normal(-2.0, 1.0, (150, 2))
-    fitted = attacks.fit_attack(members, nonmembers, attacks.salun_attack(0), seed=0)
-    assert fitted.held_out["auc"] > 0.95
-    assert fitted.held_out["n_members"] == 100 and fitted.held_out["n_nonmembers"] == 75
+    fitted = attacks.fit_attack(members, nonmembers, attacks.create_attack("salun").estimator(0), seed=0)
+    assert fitted.held_out.auc > 0.95
+    assert fitted.held_out.n_members == 100 and fitted.held_out.n_nonmembers == 75
     assert fitted.member_test_rate > 0.9 and fitted.nonmember_rate < 0.1
     assert fitted.member_probability(np.array([[3.0, 3.0], [-3.0, -3.0]])).round().tolist() == [1.0, 0.0]
 
@@ -130,3 +135,109 @@ def test_youden_threshold_is_a_finite_score():
     # J = TPR - FPR peaks at 0.6 - 0.01 when the threshold is the lowest member above 0.45
     assert attacks.youden_threshold(members, nonmembers) == pytest.approx(0.6)
     assert np.isfinite(attacks.youden_threshold(np.array([0.0]), np.array([1.0])))
+
+
+# -- the registry ---------------------------------------------------------------------------------
+def synthetic_outputs(seed: int = 0, shift: float = 0.0) -> attacks.ModelOutputs:
+    """Logits, unit embeddings and labels on every audit set: 6 head classes (0-3 retained, 4-5
+    forget), members more confident than held-out images by ``shift``; unseen identities are 10-12."""
+    rng = np.random.default_rng(seed)
+    sizes = {"forget": (40, [4, 5]), "forget_heldout": (20, [4, 5]), "members": (120, [0, 1, 2, 3]),
+             "test": (60, [0, 1, 2, 3]), "unseen": (30, [10, 11, 12])}
+    logits, embeddings, labels = {}, {}, {}
+    for name, (n, classes) in sizes.items():
+        y = rng.choice(classes, n)
+        z = rng.normal(0.0, 1.0, (n, 6))
+        if name != "unseen":
+            z[np.arange(n), y] += 3.0 + (shift if name in ("members", "forget") else 0.0)
+        e = rng.normal(0.0, 1.0, (n, 8)) + np.eye(8)[y % 8] * (2.0 + (shift if name in ("members", "forget") else 0.0))
+        logits[name], embeddings[name], labels[name] = z, e / np.linalg.norm(e, axis=1, keepdims=True), y
+    return attacks.ModelOutputs(embeddings=embeddings, labels=labels, logits=logits)
+
+
+def test_registry_lists_every_attack_in_report_order_with_its_needs():
+    assert attacks.list_attacks() == ["shokri", "salun", "embedding", "rmia"]
+    for name in attacks.list_attacks():
+        cls = attacks.attack_class(name)
+        assert cls.name == name and cls.summary and cls.help.count("alarming") == 1
+    assert [n for n in attacks.list_attacks() if attacks.attack_class(n).needs_reference] == ["rmia"]
+    assert [n for n in attacks.list_attacks() if attacks.attack_class(n).uses_unseen] == ["shokri"]
+
+
+def test_create_attack_validates_names_and_parameters():
+    assert attacks.create_attack("rmia", gamma=2.0).get_params() == {"gamma": 2.0}
+    assert attacks.create_attack("shokri").k == 3
+    with pytest.raises(InvalidParameter, match="unknown attack 'nope'; available: \\['shokri'"):
+        attacks.create_attack("nope")
+    with pytest.raises(InvalidParameter, match="salun has no parameter\\(s\\) \\['k'\\]; it takes none"):
+        attacks.create_attack("salun", k=3)
+    with pytest.raises(InvalidParameter, match="gamma must be >= 1e-12, got 0"):
+        attacks.create_attack("rmia", gamma=0)
+    with pytest.raises(InvalidParameter, match="k must be a whole number"):
+        attacks.create_attack("shokri", k=2.5)
+    with pytest.raises(InvalidParameter, match="finite number"):
+        attacks.create_attack("rmia", gamma=float("nan"))
+    with pytest.raises(ValueError, match="registered twice"):
+        attacks.register_attack(attacks.attack_class("rmia"))
+
+
+def test_score_attack_result_is_typed_and_serialises_to_the_report_block():
+    out = synthetic_outputs(shift=2.0)
+    result = attacks.create_attack("shokri").run(out, seed=0)
+    block = result.to_dict()
+    assert list(block) == ["nonmembers", "members_vs_nonmembers", "threshold", "member_test_rate", "nonmember_rate",
+                           "forget_member_rate", "forget_heldout_member_rate", "forget_vs_heldout", "forget_score_mean"]
+    assert block["nonmembers"] == ["test", "unseen"]
+    assert block["forget_vs_heldout"] == result.forget_vs_heldout.to_dict()
+    assert block["forget_score_mean"] == pytest.approx(result.forget_scores.mean())
+    assert result.auc == block["forget_vs_heldout"]["auc"] > 0.7  # forget images were made member-like
+    assert (result.n_members, result.n_nonmembers) == (40, 20)
+    assert result.tpr_at_fpr == block["forget_vs_heldout"]["tpr_at_fpr"]
+    # the label-aware and embedding attacks calibrate on held-out images of known identities only
+    assert attacks.create_attack("salun").run(out).nonmembers == ["test"]
+    embedding = attacks.create_attack("embedding").run(out)
+    assert embedding.nonmembers == ["test"] and embedding.members_vs_nonmembers.n_members == 120
+    assert embedding.members_vs_nonmembers.n_nonmembers == 60
+
+
+def test_rmia_needs_a_reference_and_reports_gamma_only():
+    out, ref = synthetic_outputs(0, shift=2.0), synthetic_outputs(1)
+    with pytest.raises(InvalidParameter, match="reference"):
+        attacks.create_attack("rmia").run(out)
+    block = attacks.create_attack("rmia", gamma=1.0).run(out, ref).to_dict()
+    assert list(block) == ["gamma", "forget_vs_heldout", "forget_score_mean"]
+    assert block["forget_vs_heldout"]["auc"] > 0.7
+    assert attacks.create_attack("rmia").run(ref, ref).auc == 0.5  # the reference against itself: every score ties
+
+
+def test_audit_skips_an_attack_without_its_reference_and_says_why():
+    outs = {"unlearned": synthetic_outputs(0, shift=2.0), "retrain": synthetic_outputs(1)}
+    blocks, _, skipped = membership_attacks(outs, None, seed=0)
+    assert list(blocks) == ["shokri", "salun", "embedding"]
+    assert skipped == {"rmia": "needs a reference model and none was given"}
+    assert set(blocks["shokri"]) == {"unlearned", "retrain", "beyond_retrain", "streisand"}
+    blocks, _, skipped = membership_attacks(outs, outs["retrain"], seed=0)
+    assert list(blocks) == attacks.list_attacks() and not skipped
+    assert set(blocks["rmia"]) == {"unlearned", "retrain", "streisand"}
+
+
+def test_a_new_attack_is_one_registered_class():
+    @attacks.register_attack
+    @dataclass
+    class Loss(attacks.ScoreAttack):
+        name = "loss-test"
+        summary = "Negative log loss of the label (Yeom et al. 2018)"
+        help = "Lower loss = member; alarming: forgotten photos with a training-like loss."
+        order = 35  # between the embedding attack and RMIA
+
+        def features(self, out):
+            return {s: out.label_log_prob(s)[:, None] for s in out.sets if s != "unseen"}
+
+    try:
+        assert attacks.list_attacks()[-2:] == ["loss-test", "rmia"]
+        outs = {"unlearned": synthetic_outputs(0, shift=2.0), "retrain": synthetic_outputs(1)}
+        blocks, _, _ = membership_attacks(outs, None, seed=0, names=["loss-test"])
+        assert blocks["loss-test"]["unlearned"]["forget_vs_heldout"]["auc"] > 0.7
+        assert 0.0 <= blocks["loss-test"]["beyond_retrain"] <= 1.0
+    finally:
+        del _REGISTRY["loss-test"]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .attacks import ModelOutputs, create_attack
 from .errors import InvalidParameter, UnlearnError
 from .faces import AlignedFace, ImageSource, align_portrait
 from .features import FaceData, augment_chips
@@ -41,6 +42,8 @@ from .viz import RetrievalRow, top_k
 Progress = Callable[[float, str], None]
 VISITOR = "you"
 MAX_EXTRA_PHOTOS = 10
+VERDICT_ATTACK = "embedding"
+"""The registered attack behind ``membership_verdict``: it needs no reference model and no head class."""
 
 
 
@@ -301,29 +304,29 @@ def _visitor_view(ws: Workspace, model: FaceModel, embedded: dict[str, np.ndarra
 @torch.no_grad()
 def membership_verdict(ws: Workspace, models: dict[str, FaceModel], embedded: dict[str, dict[str, np.ndarray]],
                        visitor: FaceData) -> dict[str, Any]:
-    """The embedding-space membership attack of ``unlearn_core.privacy`` applied to the visitor.
+    """The privacy audit's embedding-space attack (``VERDICT_ATTACK``, from the attack registry)
+    applied to the visitor.
 
-    Score = leave-one-out centroid cosine (``attacks.centroid_similarity``): how tightly a
-    person's photos cluster. The member threshold is Youden's J on the workspace's members
-    (retain training images) vs non-members (their held-out images) under the same model. The
-    visitor is "member-like" when the mean score of their photos reaches it; a score below the
-    5th percentile of the non-members' is flagged (Streisand: the face now stands out as
-    removed). Chosen here because the visitor has no head class nor retrain reference, which
-    the other attacks need.
+    Score = leave-one-out centroid cosine: how tightly a person's photos cluster. The member
+    threshold is the attack's calibration (Youden's J) on the workspace's members (retain training
+    images) vs non-members (their held-out images) under the same model. The visitor is
+    "member-like" when the mean score of their photos reaches it; a score below the 5th percentile
+    of the non-members' is flagged (Streisand: the face now stands out as removed). Chosen because
+    the visitor has no head class nor retrain reference, which the other attacks need.
     """
-    from . import attacks
-
+    attack = create_attack(VERDICT_ATTACK)
     out: dict[str, Any] = {"attack": "embedding (leave-one-out centroid cosine)"}
     for when, model in models.items():
-        emb = np.concatenate([embedded[when][p] for p in ("retain_train", "retain_test")])
-        lab = np.concatenate([ws.data[p].labels.cpu().numpy() for p in ("retain_train", "retain_test")])
-        scores = np.nan_to_num(attacks.centroid_similarity(emb, lab), nan=0.0)
-        members, nonmembers = scores[: len(ws.data["retain_train"])], scores[len(ws.data["retain_train"]):]
-        threshold = attacks.youden_threshold(members, nonmembers)
-        score = float(np.nanmean(attacks.centroid_similarity(model.embed(visitor.inputs).cpu().numpy(), visitor.labels.cpu().numpy())))
+        parts = {"members": "retain_train", "test": "retain_test"}
+        calibration = attack.calibrate(attack.features(ModelOutputs(
+            embeddings={s: embedded[when][p] for s, p in parts.items()},
+            labels={s: ws.data[p].labels.cpu().numpy() for s, p in parts.items()})))
+        photos = ModelOutputs(embeddings={"visitor": model.embed(visitor.inputs).cpu().numpy()}, labels={"visitor": visitor.labels.cpu().numpy()})
+        score = float(np.mean(calibration.score(attack.features(photos)["visitor"])))
+        threshold = calibration.threshold
         out[when] = {"score": score, "threshold": threshold, "member_like": bool(score >= threshold),
-                     "nonmember_p05": float(np.percentile(nonmembers, 5)), "member_rate": float(np.mean(members >= threshold)),
-                     "nonmember_rate": float(np.mean(nonmembers >= threshold))}
+                     "nonmember_p05": float(np.percentile(calibration.nonmember_scores, 5)), "member_rate": calibration.member_rate,
+                     "nonmember_rate": calibration.nonmember_rate}
     after = out["after"]
     out["streisand"] = bool(after["score"] < after["nonmember_p05"])
     out["verdict"] = ("your photos still cluster like a training identity (member-like): the model has not forgotten you"

@@ -1,20 +1,24 @@
 """The privacy audit of an unlearned model, side by side with the retrain reference.
 
-Sets (from a ``Workspace``): members = retain training images; non-members = held-out images of
-retained identities (``retain_test``) and, for label-free attacks, unseen identities
-(``distractors``); forget = the forget identities' training images, and forget held-out = their
-held-out images. Under the retrain reference the forget training and held-out images are
-exchangeable (both unseen), so every "forget vs held-out" AUC is 0.5 there in expectation.
+Sets (from the audited workspace, see ``AuditWorkspace``): members = retain training images;
+non-members = held-out images of retained identities (``retain_test``) and, for label-free
+attacks, unseen identities (``distractors``); forget = the forget identities' training images, and
+forget held-out = their held-out images. Under the retrain reference the forget training and
+held-out images are exchangeable (both unseen), so every "forget vs held-out" AUC is 0.5 there in
+expectation.
 
-Label-aware numbers use the model's own head; the retrain reference's head has a zero row for
-each forget identity (its logit is 0), so on forget images it is maximally unsure, which is what a model
-that never saw them does. Every number is computed for the audited model ("unlearned") and for the
-retrain model ("retrain").
+The attacks are the registered ones (``unlearn_core.attacks``), each run on the audited model
+("unlearned") and on the retrain model ("retrain"). Label-aware numbers use the model's own head;
+the retrain reference's head has a zero row for each forget identity (its logit is 0), so on
+forget images it is maximally unsure, which is what a model that never saw them does.
+
+This module reads a workspace only through ``AuditWorkspace`` (``pipeline.Workspace`` is one);
+it never imports ``pipeline``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -22,116 +26,94 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from . import attacks
+from .attacks import ModelOutputs, attack_class, create_attack, list_attacks
+from .features import FaceData
 from .metrics import retrieval
 from .model import FaceModel
 
 if TYPE_CHECKING:
-    from .pipeline import Workspace
+    from .methods import UnlearnRequest
 
 SETS = {"forget": "forget_train", "forget_heldout": "forget_test", "members": "retain_train",
         "test": "retain_test", "unseen": "distractors"}
 """Audit set -> workspace part."""
 
-ATTACKS: dict[str, tuple[Callable[[int], Any] | None, bool]] = {
-    "shokri": (attacks.shokri_attack, True),
-    "salun": (attacks.salun_attack, False),
-    "embedding": (None, False),
-}
-"""Attack name -> (attack-model factory, or None for a fixed score; whether unseen identities are
-non-members too). Label-aware attacks cannot use unseen identities: they have no head class, and
-the embedding attack needs two images of an identity."""
-REPORTED_ATTACKS = (*ATTACKS, "rmia")
-"""Every attack with a block in the report, each holding ``unlearned`` and ``retrain`` results."""
+REPORTED_ATTACKS = tuple(list_attacks())
+"""Every registered attack, in report order; each has a block in the report holding ``unlearned``
+and ``retrain`` results."""
 
 
-class Outputs:
-    """Logits, normalised embeddings and labels of one model on every audit set."""
-
-    @torch.no_grad()
-    def __init__(self, ws: Workspace, model: FaceModel):
-        self.logits: dict[str, np.ndarray] = {}
-        self.embeddings: dict[str, np.ndarray] = {}
-        self.labels: dict[str, np.ndarray] = {}
-        for name, part in SETS.items():
-            data = ws.data[part]
-            batches = [model(data.inputs[i : i + 512]) for i in range(0, len(data), 512)]
-            raw = torch.cat(batches) if batches else torch.zeros(0, ws.backbone.embed_dim, device=data.inputs.device)
-            self.logits[name] = model.head(raw).cpu().numpy().astype(np.float64)
-            self.embeddings[name] = F.normalize(raw, dim=1).cpu().numpy()
-            self.labels[name] = data.labels.cpu().numpy()
-
-    def features(self, attack: str) -> dict[str, np.ndarray]:
-        """The attack's input features per audit set (label-aware attacks skip ``unseen``)."""
-        if attack == "shokri":
-            return {s: attacks.shokri_features(self.logits[s]) for s in SETS}
-        if attack == "salun":
-            return {s: attacks.salun_features(self.logits[s], self.labels[s]) for s in SETS if s != "unseen"}
-        if attack == "embedding":
-            labelled = [s for s in SETS if s != "unseen"]
-            scores = attacks.centroid_similarity(np.concatenate([self.embeddings[s] for s in labelled]),
-                                                 np.concatenate([self.labels[s] for s in labelled]))
-            bounds = np.cumsum([0] + [len(self.labels[s]) for s in labelled])
-            return {s: np.nan_to_num(scores[a:b], nan=0.0)[:, None] for s, a, b in zip(labelled, bounds[:-1], bounds[1:])}
-        raise ValueError(f"unknown attack {attack!r}")
-
-    def label_log_prob(self, name: str) -> np.ndarray:
-        return attacks.label_log_prob(self.logits[name], self.labels[name])
-
-    def accuracy(self, name: str) -> float:
-        return float(np.mean(self.logits[name].argmax(1) == self.labels[name])) if len(self.labels[name]) else float("nan")
+class _Seeded(Protocol):
+    @property
+    def seed(self) -> int: ...
 
 
-def membership_attack(out: Outputs, attack: str, seed: int) -> tuple[dict[str, Any], np.ndarray]:
-    """Run one attack on ``out``: members vs non-members, then the forget sets.
+class AuditWorkspace(Protocol):
+    """What the privacy audit reads from a workspace (``pipeline.Workspace`` satisfies it)."""
 
-    A fitted attack trains on half of the members and non-members and is scored on the other
-    half (member = P(member) >= 0.5); a fixed-score attack is scored on all of them, with the
-    member threshold at Youden's J. Returns the JSON block and the forget images' scores.
+    @property
+    def data(self) -> Mapping[str, FaceData]:
+        """The parts named in ``SETS`` (inputs, labels, image ids)."""
+
+    @property
+    def config(self) -> _Seeded: ...
+
+    @property
+    def forget_classes(self) -> list[int]: ...
+
+    @property
+    def original(self) -> FaceModel: ...
+
+    def retrain_model(self) -> FaceModel: ...
+
+    def request(self, one_shot: bool = False, seed: int = 0) -> UnlearnRequest:
+        """Only ``.support`` is read (the one-shot support sample, for the hardness study)."""
+
+    def identity_names(self, classes: list[int]) -> list[str]: ...
+
+
+@torch.no_grad()
+def model_outputs(model: FaceModel, data: Mapping[str, FaceData]) -> ModelOutputs:
+    """Logits, normalised embeddings and labels of ``model`` on every audit set (``data``: workspace parts)."""
+    logits, embeddings, labels = {}, {}, {}
+    for name, part in SETS.items():
+        d = data[part]
+        batches = [model(d.inputs[i : i + 512]) for i in range(0, len(d), 512)]
+        raw = torch.cat(batches) if batches else torch.zeros(0, model.head.weight.shape[1], device=d.inputs.device)
+        logits[name] = model.head(raw).cpu().numpy().astype(np.float64)
+        embeddings[name] = F.normalize(raw, dim=1).cpu().numpy()
+        labels[name] = d.labels.cpu().numpy()
+    return ModelOutputs(embeddings=embeddings, labels=labels, logits=logits)
+
+
+def membership_attacks(outs: Mapping[str, ModelOutputs], reference: ModelOutputs | None, seed: int,
+                       names: list[str] | None = None) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """Run every registered attack (or ``names``) on the ``unlearned`` and ``retrain`` outputs.
+
+    Returns the report blocks (attack -> ``{"unlearned", "retrain", ["beyond_retrain"], "streisand"}``),
+    the Streisand reasons prefixed with the attack's name, and the attacks skipped with why (an
+    attack that ``needs_reference`` when ``reference`` is None).
     """
-    factory, with_unseen = ATTACKS[attack]
-    feats = out.features(attack)
-    nonmember_sets = ["test"] + (["unseen"] if with_unseen and len(feats["unseen"]) else [])
-    nonmembers = np.concatenate([feats[s] for s in nonmember_sets])
-    if factory is None:
-        members, nonmembers = feats["members"][:, 0], nonmembers[:, 0]
-        threshold = attacks.youden_threshold(members, nonmembers)
-        held_out = attacks.roc_summary(members, nonmembers)
-        member_rate, nonmember_rate = float(np.mean(members >= threshold)), float(np.mean(nonmembers >= threshold))
-        score = lambda s: feats[s][:, 0]
-    else:
-        groups = np.concatenate([np.full(len(feats[s]), k) for k, s in enumerate(nonmember_sets)])
-        fitted = attacks.fit_attack(feats["members"], nonmembers, factory(seed), groups, seed=seed)
-        threshold, held_out = 0.5, fitted.held_out
-        member_rate, nonmember_rate = fitted.member_test_rate, fitted.nonmember_rate
-        score = lambda s: fitted.member_probability(feats[s])
-    forget, heldout = score("forget"), score("forget_heldout")
-    block = {
-        "nonmembers": nonmember_sets,
-        "members_vs_nonmembers": held_out,
-        "threshold": float(threshold),
-        "member_test_rate": member_rate,
-        "nonmember_rate": nonmember_rate,
-        "forget_member_rate": float(np.mean(forget >= threshold)),
-        "forget_heldout_member_rate": float(np.mean(heldout >= threshold)),
-        "forget_vs_heldout": attacks.roc_summary(forget, heldout),
-        "forget_score_mean": float(np.mean(forget)),
-    }
-    return block, forget
+    blocks: dict[str, Any] = {}
+    flags: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in list_attacks() if names is None else names:
+        attack = create_attack(name)
+        if attack.needs_reference and reference is None:
+            skipped[name] = "needs a reference model and none was given"
+            continue
+        results = {who: attack.run(out, reference, seed) for who, out in outs.items()}
+        block: dict[str, Any] = {who: r.to_dict() for who, r in results.items()}
+        beyond = None
+        if attack.compares_with_retrain:
+            beyond = block["beyond_retrain"] = attacks.beyond_retrain(results["unlearned"].forget_scores, results["retrain"].forget_scores)
+        block["streisand"] = attacks.streisand(results["unlearned"].auc, beyond)
+        blocks[name] = block
+        flags += [f"{name}: {r}" for r in block["streisand"]]
+    return blocks, flags, skipped
 
 
-def rmia(out: Outputs, ref: Outputs, gamma: float = 1.0) -> dict[str, Any]:
-    """RMIA (S2 App. B) on the forget identities: candidates are their training images (members
-    of the original model) and held-out images (non-members); the population z is the held-out
-    images (the same regime for both models' heads), each image left out of its own comparison."""
-    z_target, z_ref = out.label_log_prob("forget_heldout"), ref.label_log_prob("forget_heldout")
-    n_forget, n_heldout = len(out.labels["forget"]), len(z_target)
-    score_forget = attacks.rmia_scores(out.label_log_prob("forget"), ref.label_log_prob("forget"), z_target, z_ref, gamma)
-    score_heldout = attacks.rmia_scores(z_target, z_ref, z_target, z_ref, gamma, same_image=np.eye(n_heldout, dtype=bool))
-    return {"gamma": gamma, "forget_vs_heldout": attacks.roc_summary(score_forget, score_heldout),
-            "forget_score_mean": float(score_forget.mean()) if n_forget else float("nan")}
-
-
-def retrieval_maps(ws: Workspace, out: Outputs) -> dict[str, float]:
+def retrieval_maps(ws: AuditWorkspace, out: ModelOutputs) -> dict[str, float]:
     """mAP for ToW: retain = retain training images against themselves, forget = forget training
     images against all training images, test = held-out retain images against themselves (each
     query's own image excluded)."""
@@ -145,7 +127,7 @@ def retrieval_maps(ws: Workspace, out: Outputs) -> dict[str, float]:
     return {"retain": m("members", ("members",)), "forget": m("forget", ("forget", "members")), "test": m("test", ("test",))}
 
 
-def identity_maps(out: Outputs, ws: Workspace) -> np.ndarray:
+def identity_maps(out: ModelOutputs, ws: AuditWorkspace) -> np.ndarray:
     """Per forget identity: mAP of its held-out images against held-out forget + retain images."""
     e, lab = out.embeddings, out.labels
     gallery = np.concatenate([e["forget_heldout"], e["test"]])
@@ -159,7 +141,7 @@ def identity_maps(out: Outputs, ws: Workspace) -> np.ndarray:
     return np.array(maps)
 
 
-def hardness(ws: Workspace, out: Outputs, ref: Outputs, original: Outputs) -> dict[str, Any]:
+def hardness(ws: AuditWorkspace, out: ModelOutputs, ref: ModelOutputs, original: ModelOutputs) -> dict[str, Any]:
     """S2 §5.4: distance from each support sample to its identity's forget centroid (original
     model's embedding space) against the forgetting gap, mAP(unlearned) - mAP(retrain) on that
     identity's held-out images (positive = remembered more than the reference, negative = forgot
@@ -174,7 +156,7 @@ def hardness(ws: Workspace, out: Outputs, ref: Outputs, original: Outputs) -> di
             "map_gap": gap.tolist(), "spearman": rho}
 
 
-def distributions(outs: dict[str, Outputs], bins: int = 30) -> dict[str, Any]:
+def distributions(outs: dict[str, ModelOutputs], bins: int = 30) -> dict[str, Any]:
     """S3 Fig. 2: histograms of log10 entropy (all sets) and log10 cross-entropy loss (labelled
     sets) per model, on bin edges shared by all models so they overlay."""
     sets = {"forget": "forget", "retain": "members", "test": "test", "unseen": "unseen"}
@@ -193,37 +175,27 @@ def distributions(outs: dict[str, Outputs], bins: int = 30) -> dict[str, Any]:
     return out
 
 
-def privacy_audit(ws: Workspace, model: FaceModel, reference: FaceModel | None = None, seed: int | None = None) -> dict[str, Any]:
+def privacy_audit(ws: AuditWorkspace, model: FaceModel, reference: FaceModel | None = None, seed: int | None = None) -> dict[str, Any]:
     """Membership-inference attacks, ToW, unlearn score, distributions, hardness and the Streisand
     check for ``model``, each next to the retrain model's (``ws.retrain_model()``).
 
-    ``reference`` is RMIA's reference model (default: the retrain model; S2 uses the retrain
-    model unlearned with the same method). With the retrain model as both target and reference
-    RMIA is 0.5 by construction.
+    ``reference`` is the reference model of the attacks that need one (RMIA; default: the retrain
+    model; S2 uses the retrain model unlearned with the same method). With the retrain model as
+    both target and reference RMIA is 0.5 by construction.
     """
     seed = ws.config.seed if seed is None else seed
     retrain = ws.retrain_model()
-    outs = {"unlearned": Outputs(ws, model), "retrain": Outputs(ws, retrain)}
-    ref = outs["retrain"] if reference is None or reference is retrain else Outputs(ws, reference)
+    outs = {"unlearned": model_outputs(model, ws.data), "retrain": model_outputs(retrain, ws.data)}
+    ref = outs["retrain"] if reference is None or reference is retrain else model_outputs(reference, ws.data)
     report: dict[str, Any] = {
         "reference": "retrain" if ref is outs["retrain"] else "given",
         "n_images": {s: len(outs["unlearned"].labels[s]) for s in SETS},
         "thresholds": {"streisand_auc": attacks.STREISAND_AUC, "streisand_beyond": attacks.STREISAND_BEYOND},
     }
-    flags: list[str] = []
-    for attack in ATTACKS:
-        blocks, forget_scores = {}, {}
-        for who, out in outs.items():
-            blocks[who], forget_scores[who] = membership_attack(out, attack, seed)
-        beyond = attacks.beyond_retrain(forget_scores["unlearned"], forget_scores["retrain"])
-        reasons = attacks.streisand(blocks["unlearned"]["forget_vs_heldout"]["auc"], beyond)
-        report[attack] = {**blocks, "beyond_retrain": beyond, "streisand": reasons}
-        flags += [f"{attack}: {r}" for r in reasons]
-    report["rmia"] = {who: rmia(out, ref) for who, out in outs.items()}
-    report["rmia"]["streisand"] = attacks.streisand(report["rmia"]["unlearned"]["forget_vs_heldout"]["auc"])
-    flags += [f"rmia: {r}" for r in report["rmia"]["streisand"]]
+    blocks, flags, _ = membership_attacks(outs, ref, seed)  # a reference is always given: nothing is skipped
+    report.update(blocks)
 
-    original = outs["unlearned"] if model is ws.original else Outputs(ws, ws.original)
+    original = outs["unlearned"] if model is ws.original else model_outputs(ws.original, ws.data)
     maps = {who: retrieval_maps(ws, out) for who, out in {**outs, "original": original}.items()}
     report["tug_of_war"] = {**{who: attacks.tug_of_war(m, maps["retrain"]) for who, m in maps.items()}, "map": maps}
     report["unlearn_score"] = {who: {"score": attacks.unlearn_score(o.accuracy("test"), o.accuracy("forget")),
@@ -234,16 +206,7 @@ def privacy_audit(ws: Workspace, model: FaceModel, reference: FaceModel | None =
     return report
 
 
-ATTACK_HELP = {
-    "shokri": "Guesses from the model's three highest output probabilities whether a photo was trained on; alarming: "
-              "forgotten photos still called members more often than under retrain, or much less often (Streisand).",
-    "salun": "Guesses membership from how sure and how right the identity head is about a photo (SalUn-style); alarming: "
-             "the head still sure about forgotten people, or far less sure than about people it never saw.",
-    "embedding": "How tightly a person's photos cluster in the embedding (training pulls them together); alarming: forgotten "
-                 "people still clustered like training identities, or scattered more than strangers (Streisand).",
-    "rmia": "Compares each forgotten photo's likelihood under the audited model with the retrain reference's (RMIA); "
-            "alarming: an AUC far from 0.5, either way.",
-}
+ATTACK_HELP = {name: attack_class(name).help for name in REPORTED_ATTACKS}
 """Attack -> one plain sentence: what it measures and what would be alarming."""
 
 PRIVACY_COLUMNS = (
@@ -261,9 +224,10 @@ PRIVACY_COLUMNS = (
 def privacy_rows(privacy: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per attack (``REPORTED_ATTACKS``): its ``PRIVACY_COLUMNS`` numbers for the
     unlearned model and the retrain reference (None where the attack has no such number), the
-    share of forget photos beyond retrain (None for RMIA) and its Streisand reasons."""
+    share of forget photos beyond retrain (None where the attack reports none) and its Streisand
+    reasons. Attacks absent from the report (skipped) have no row."""
     rows = []
-    for attack in REPORTED_ATTACKS:
+    for attack in (a for a in REPORTED_ATTACKS if a in privacy):
         block = privacy[attack]
         numbers = {}
         for who in ("unlearned", "retrain"):

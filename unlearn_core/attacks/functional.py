@@ -1,14 +1,15 @@
-"""Privacy attacks and unlearning diagnostics: pure functions of logits, embeddings and labels.
+"""Attack building blocks and unlearning diagnostics: pure functions of logits, embeddings and labels.
 
 Scores are "higher = more member-like" everywhere. scikit-learn does the attack models, ROC and
-AUC; this module only builds features and combines results.
+AUC; this module only builds features and combines results. The attacks themselves (which
+features, which model, which sets) are the registered classes next to this module.
 
 - ``shokri_features`` + ``fit_attack``: a Shokri et al. (2017)-style attack model trained on
   members vs non-members; we use one attack model on the label-free, sorted top-k output
   (the ML-Leaks simplification of Shokri's per-class shadow models), so unseen identities, which
   have no head class, can be non-members.
 - ``salun_features``: correctness, confidence, entropy and modified entropy (Song & Mittal 2021),
-  the inputs of the SalUn / Unlearn-Saliency MIA (a logistic regression here, see ``salun_attack``).
+  the inputs of the SalUn / Unlearn-Saliency MIA (a logistic regression here, see ``salun.py``).
 - ``rmia_scores``: RMIA with one reference model (S2 App. B, Eq. 8-9).
 - ``centroid_similarity``: our embedding-space attack (a fixed score, thresholded by Youden's J).
 - ``tug_of_war`` (S2 Eq. 7), ``unlearn_score`` (S4 §5.1), ``histograms`` (S3 Fig. 2),
@@ -23,12 +24,8 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, clone
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 FPR_LEVELS = (1e-4, 1e-3, 1e-2)
 """False-positive rates at which TPR is reported (0.01%, 0.1%, 1%; S2 reports 0.01%)."""
@@ -51,9 +48,27 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
     return float(tpr[fpr <= level].max())
 
 
-def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[float, ...] = FPR_LEVELS,
-                max_points: int = 100) -> dict[str, Any]:
-    """AUC, TPR at each FPR level, and ROC points (at most ``max_points``) for a log-log plot."""
+@dataclass(frozen=True)
+class Roc:
+    """An attack's ROC on members vs non-members: AUC, TPR at each ``FPR_LEVELS`` level (keyed
+    ``f"{level:g}"``), at most ``max_points`` ROC points for a log-log plot, and the sample sizes."""
+
+    auc: float
+    tpr_at_fpr: dict[str, float]
+    fpr: list[float]
+    tpr: list[float]
+    n_members: int
+    n_nonmembers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON block: ``{"auc", "tpr_at_fpr", "roc": {"fpr", "tpr"}, "n_members", "n_nonmembers"}``."""
+        return {"auc": self.auc, "tpr_at_fpr": dict(self.tpr_at_fpr), "roc": {"fpr": list(self.fpr), "tpr": list(self.tpr)},
+                "n_members": self.n_members, "n_nonmembers": self.n_nonmembers}
+
+
+def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[float, ...] = FPR_LEVELS,
+        max_points: int = 100) -> Roc:
+    """The ``Roc`` of member vs non-member scores."""
     member_scores, nonmember_scores = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
     if len(member_scores) == 0 or len(nonmember_scores) == 0:
         raise ValueError("an ROC needs at least one member and one non-member score")
@@ -61,13 +76,14 @@ def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels:
     s = np.r_[member_scores, nonmember_scores]
     fpr, tpr, _ = roc_curve(y, s)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).round().astype(int))
-    return {
-        "auc": float(roc_auc_score(y, s)),
-        "tpr_at_fpr": {f"{level:g}": tpr_at_fpr(fpr, tpr, level) for level in levels},
-        "roc": {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()},
-        "n_members": len(member_scores),
-        "n_nonmembers": len(nonmember_scores),
-    }
+    return Roc(auc=float(roc_auc_score(y, s)), tpr_at_fpr={f"{level:g}": tpr_at_fpr(fpr, tpr, level) for level in levels},
+               fpr=fpr[keep].tolist(), tpr=tpr[keep].tolist(), n_members=len(member_scores), n_nonmembers=len(nonmember_scores))
+
+
+def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[float, ...] = FPR_LEVELS,
+                max_points: int = 100) -> dict[str, Any]:
+    """AUC, TPR at each FPR level, and ROC points (at most ``max_points``) for a log-log plot, as JSON."""
+    return roc(member_scores, nonmember_scores, levels, max_points).to_dict()
 
 
 # -- output features ------------------------------------------------------------------------------
@@ -111,26 +127,13 @@ def salun_features(logits: np.ndarray, labels: np.ndarray, floor: float = 1e-12)
 
 
 # -- attack models --------------------------------------------------------------------------------
-def shokri_attack(seed: int = 0) -> BaseEstimator:
-    """Non-linear attack model on the sorted top-k output (gradient-boosted trees)."""
-    return HistGradientBoostingClassifier(max_iter=100, class_weight="balanced", random_state=seed)
-
-
-def salun_attack(seed: int = 0) -> BaseEstimator:
-    """Logistic regression on the four SalUn features. SalUn fits an RBF SVC; here retain
-    members and held-out images are all confidently correct, so the forget images of a model that
-    forgot them lie far outside the training range, where an RBF model answers arbitrarily and a
-    linear one extrapolates monotonically (less confident = less member-like)."""
-    return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", random_state=seed))
-
-
 @dataclass
 class FittedAttack:
     """An attack model fitted on half of the members and non-members, scored on the other half."""
 
     estimator: BaseEstimator
-    held_out: dict[str, Any]
-    """``roc_summary`` of held-out members vs held-out non-members."""
+    held_out: Roc
+    """ROC of held-out members vs held-out non-members."""
     member_test_rate: float
     """Fraction of held-out members predicted member (S4's "member-test" rate)."""
     nonmember_rate: float
@@ -155,7 +158,7 @@ def fit_attack(members: np.ndarray, nonmembers: np.ndarray, estimator: BaseEstim
     model = clone(estimator).fit(x[train], y[train])
     p = model.predict_proba(x[test])[:, 1]
     is_member = y[test] == 1
-    return FittedAttack(model, roc_summary(p[is_member], p[~is_member]),
+    return FittedAttack(model, roc(p[is_member], p[~is_member]),
                         float(np.mean(p[is_member] >= 0.5)), float(np.mean(p[~is_member] >= 0.5)))
 
 
