@@ -6,7 +6,7 @@ retain-preserving read-out, ``d`` for the orthogonal one) and scores the share o
 layer's ``m`` weakest left singular directions. AUC of forgotten vs retained identities: 0.5 hides
 the edit, 1.0 (or 0.0) exposes it.
 
-    python tools/fingerprint.py [--seed 0] [--one-shot] [--param readout=orthogonal] ...
+    PYTHONPATH=. python tools/fingerprint.py [--seed 0] [--one-shot] [--param readout=orthogonal] ...
 """
 from __future__ import annotations
 
