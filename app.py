@@ -31,7 +31,7 @@ from gradio.data_classes import ImageData
 from unlearn_core import viz
 from unlearn_core.data import load_gallery, make_split, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError
-from unlearn_core.forget_me import MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me, split_extra_photos
+from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me, split_extra_photos
 from unlearn_core.methods import list_methods, method_class, preset_params
 from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 from unlearn_core.privacy import privacy_audit
@@ -530,7 +530,8 @@ def example_portraits(settings: AppSettings, n: int = 4) -> tuple[list[list[str]
 def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
     galleries = available_galleries()
     device = device_name(resolve_device("auto"))
-    default_method = RECOMMENDED["gallery_assisted"]
+    fm_choice = f"{RECOMMENDED['gallery_assisted']}{PRESET_SEPARATOR}{FORGET_ME_PRESET}"
+    default_method, default_params = apply_preset(fm_choice, RECOMMENDED["gallery_assisted"])
     audit_methods, audit_params = apply_audit_preset(AUDIT_PRESET, [])
     with gr.Blocks(title="Forget me: face-identity unlearning", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# Forget me\nAsk a face-retrieval model to forget your face, then check whether it did. "
@@ -545,11 +546,11 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 extras = gr.File(label=f"More photos of you (optional, up to {MAX_EXTRA_PHOTOS}): the first half stand in for photos "
                                        "a service already holds of you (found and forgotten), the rest only test the result",
                                  file_count="multiple", file_types=["image"], type="filepath", elem_id="extras")
-                fm_preset = gr.Dropdown(preset_choices(), value=DEFAULTS, label="Preset (measured settings)", elem_id="fm-preset")
+                fm_preset = gr.Dropdown(preset_choices(), value=fm_choice, label="Preset (measured settings)", elem_id="fm-preset")
                 fm_method = gr.Dropdown(list_methods(), value=default_method, label="Method")
                 fm_iterations = gr.Slider(1, 500, value=settings.iterations, step=1, label="Iterations")
                 fm_main_face = gr.Checkbox(False, label="If the photo shows several faces, use the main one (large and central)")
-                fm_params = gr.Textbox(label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
+                fm_params = gr.Textbox(default_params, label="Method parameters (JSON, optional)", placeholder='{"margin": 0.2}')
                 fm_button = gr.Button("Forget me", variant="primary", elem_id="forget-button")
                 examples, example_labels = example_portraits(settings)
                 if examples:

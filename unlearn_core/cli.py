@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
 from .errors import UnlearnError
 from .faces import load_image
-from .forget_me import ForgetMeConfig, forget_me
+from .forget_me import FORGET_ME_PRESET, ForgetMeConfig, forget_me
 from .methods import create_method, list_methods, method_class, preset_params
 from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, run_audit
 from .privacy import format_privacy_table
@@ -81,10 +81,12 @@ class TqdmProgress:
             self.bar = None
 
 
-def method_and_params(args: argparse.Namespace, protocol: str) -> tuple[str, dict[str, Any]]:
-    """``--method`` (default: the protocol's recommended method), its ``--preset`` and ``--param``s, validated."""
+def method_and_params(args: argparse.Namespace, protocol: str, default_preset: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``--method`` (default: the protocol's recommended method, with ``default_preset`` unless
+    ``--preset`` names another), its ``--preset`` and ``--param``s, validated."""
     method = args.method or RECOMMENDED[protocol]
-    params = {**(preset_params(method, args.preset) if args.preset else {}), **parse_params(args.param)}
+    preset = args.preset or (default_preset if args.method is None else None)
+    params = {**(preset_params(method, preset) if preset else {}), **parse_params(args.param)}
     create_method(method, **params)  # unknown or out-of-range parameters fail here, before any expensive work
     return method, params
 
@@ -131,7 +133,7 @@ def read_photo(path: str) -> bytes:
 
 
 def cmd_forget_me(args: argparse.Namespace) -> int:
-    method, params = method_and_params(args, "gallery_assisted")
+    method, params = method_and_params(args, "gallery_assisted", FORGET_ME_PRESET)
     config = ForgetMeConfig(method=method, params=params, iterations=args.iterations, take_main_face=args.main_face, seed=args.seed)
     portrait, enrolled, check = read_photo(args.portrait), [read_photo(p) for p in args.enrolled], [read_photo(p) for p in args.check]
     load_image(portrait)  # a file that is not an image fails here, before the workspace is built

@@ -33,7 +33,7 @@ from .errors import InvalidParameter, UnlearnError
 from .faces import AlignedFace, ImageSource, align_portrait
 from .features import FaceData, augment_chips
 from .find import FindOutcome
-from .methods import Budget, UnlearnRequest, create_method
+from .methods import Budget, UnlearnRequest, create_method, preset_params
 from .metrics import compactness, retrieval
 from .model import FaceModel
 from .pipeline import GALLERY_PARTS, RECOMMENDED, Workspace, concat_face_data, device_name
@@ -42,6 +42,8 @@ from .viz import RetrievalRow, top_k
 Progress = Callable[[float, str], None]
 VISITOR = "you"
 MAX_EXTRA_PHOTOS = 10
+FORGET_ME_PRESET = "one-person"
+"""The recommended method's preset for one person per request (``methods/projection.py``)."""
 VERDICT_ATTACK = "embedding"
 """The registered attack behind ``membership_verdict``: it needs no reference model and no head class."""
 
@@ -52,7 +54,7 @@ class ForgetMeConfig:
     """What the visitor (or the app's defaults) chose; validated on construction."""
 
     method: str = RECOMMENDED["gallery_assisted"]
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=lambda: preset_params(RECOMMENDED["gallery_assisted"], FORGET_ME_PRESET))
     iterations: int = 60
     take_main_face: bool = False
     k: int = 5
