@@ -8,6 +8,8 @@ from sklearn.metrics import roc_auc_score
 
 from unlearn_core import attacks
 
+pytestmark = pytest.mark.fast
+
 
 def hand_made_scores() -> tuple[np.ndarray, np.ndarray]:
     """10 members, 100 non-members: one non-member (0.95) outscores all but two members, the

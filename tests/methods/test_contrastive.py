@@ -11,6 +11,7 @@ from unlearn_core.methods.contrastive import contrastive_unlearning_loss
 STEPS = 8
 
 
+@pytest.mark.fast
 def test_class_loss_is_eq6_and_sample_loss_is_eq5():
     forget = torch.tensor([[1.0, 0.0]])
     retain = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
