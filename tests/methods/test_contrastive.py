@@ -47,9 +47,3 @@ def test_contrastive_sample_mode_needs_shared_identities(lfw_audit):
 
 def test_contrastive_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("contrastive", batch_size=16)
-
-
-def test_contrastive_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("contrastive", tau=0.0)
-    lfw_audit.assert_rejects("contrastive", mode="pairs")
-    lfw_audit.assert_rejects("contrastive", repeats=0)
