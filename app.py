@@ -264,7 +264,7 @@ def _params(text: str | None) -> dict[str, Any]:
     return value
 
 
-def audit_params(methods: list[str], params: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def audit_method_params(methods: list[str], params: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The Audit tab's parameters per method, validated by ``create_method``, and notes for the status line.
 
     ``params`` is either ``{method: {...}}`` (each object goes to its method, which must be selected
@@ -410,7 +410,7 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
             raise InvalidParameter("Choose at least one method.")
         for m in methods:
             method_class(m)
-        per_method, notes = audit_params(methods, _params(params))
+        per_method, notes = audit_method_params(methods, _params(params))
         projections = [{"t-SNE": "tsne", "UMAP": "umap"}.get(p, p) for p in (projections or [])]
         names = [n.strip() for n in (forget_names or "").split(",") if n.strip()]
         config = SETTINGS.workspace(
@@ -604,8 +604,8 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 gr.Markdown(audit_preset_note(device), elem_id="au-preset-note")
                 au_methods = gr.CheckboxGroup(list_methods(), value=audit_methods, label="Methods")
                 au_iterations = gr.Slider(1, 2000, value=settings.audit_iterations, step=1, label="Iterations")
-                au_params = gr.Textbox(audit_params, label="Parameters (JSON: one object for all methods, or {method: {...}})",
-                                       placeholder='{"margin": 0.2}')
+                au_params = gr.Textbox(audit_params, placeholder='{"margin": 0.2}',
+                                       label="Parameters (JSON: {method: {...}}, or one object: each parameter goes to the methods that take it)")
                 au_one_shot = gr.Checkbox(False, label="One-shot (one support image per identity)")
                 au_retrain = gr.Checkbox(True, label="Compare with the retrain reference")
                 au_proj = gr.CheckboxGroup(["t-SNE", "UMAP"], value=["t-SNE", "UMAP"], label="Embedding maps")

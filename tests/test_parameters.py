@@ -71,12 +71,12 @@ def test_whole_number(value, ok):
 
 # -- the app's Audit tab ----------------------------------------------------------------------
 def test_flat_audit_parameters_go_to_the_methods_that_take_them():
-    params, notes = app.audit_params(["dispersion", "ssd"], {"margin": 0.3, "alpha": 5.0})
+    params, notes = app.audit_method_params(["dispersion", "ssd"], {"margin": 0.3, "alpha": 5.0})
     assert params == {"dispersion": {"margin": 0.3}, "ssd": {"alpha": 5.0}}
     assert notes == ["dispersion has no parameter alpha: it ran without.", "ssd has no parameter margin: it ran without."]
-    assert app.audit_params(["dispersion", "hard_dispersion"], {"lr": 1e-3}) == (
+    assert app.audit_method_params(["dispersion", "hard_dispersion"], {"lr": 1e-3}) == (
         {"dispersion": {"lr": 1e-3}, "hard_dispersion": {"lr": 1e-3}}, [])
-    assert app.audit_params(["dispersion"], {}) == ({"dispersion": {}}, [])
+    assert app.audit_method_params(["dispersion"], {}) == ({"dispersion": {}}, [])
 
 
 @pytest.mark.parametrize("methods, params, message", [
@@ -89,7 +89,7 @@ def test_flat_audit_parameters_go_to_the_methods_that_take_them():
 ])
 def test_bad_audit_parameters_are_named(methods, params, message):
     with pytest.raises(InvalidParameter, match=message):
-        app.audit_params(methods, params)
+        app.audit_method_params(methods, params)
 
 
 def test_the_audit_button_answers_an_unknown_parameter_with_a_message():
