@@ -49,7 +49,7 @@ class WeightsUnavailable(UnlearnError):
 def whole_number(name: str, value: object, low: int, high: int) -> int:
     """``value`` as an int if it is a whole number (an int or an integral float, not a bool) in
     ``[low, high]``; otherwise ``InvalidParameter`` naming ``name`` and the range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")) \
-            or not float(value).is_integer() or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()) \
+            or not low <= value <= high:  # NaN and infinities are not integers
         raise InvalidParameter(f"{name} must be a whole number between {low} and {high}, got {value!r}")
     return int(value)
