@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test run test lint bench bench-short bench-forget-me
+.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -24,8 +24,25 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(PY) app.py
 
-test: install-test
+# The browser test drives Debian's chromium: installed here when missing and running as root (CI,
+# containers); otherwise the test fails and says how to install it.
+BROWSERS := chromium chromium-browser google-chrome
+chromium:
+	@for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium not found and not root: tests/test_browser.py will fail (install: sudo apt-get install -y chromium)"; \
+	fi
+
+# The whole suite (the README's test command). test-fast: the unit tier only (no face data, no
+# trained model; under a minute on 2 CPU cores), e.g. while editing.
+test: install-test chromium
 	$(PY) -m pytest -q tests
+
+test-fast: install-test
+	$(PY) -m pytest -q -m fast tests
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 import torch
 from gradio.data_classes import ImageData
 
 from unlearn_core import viz
 from unlearn_core.data import load_gallery, make_split, zip_gallery
-from unlearn_core.errors import InvalidParameter, UnlearnError
+from unlearn_core.errors import InvalidParameter, UnlearnError, whole_number
 from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me, split_extra_photos
-from unlearn_core.methods import list_methods, method_class, preset_params
+from unlearn_core.methods import create_method, list_methods, method_class, preset_params
 from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 from unlearn_core.privacy import privacy_audit
 
@@ -265,11 +264,37 @@ def _params(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
-            or not float(value).is_integer() or not low <= value <= high:
-        raise InvalidParameter(f"{name} must be a whole number between {low} and {high}, got {value!r}.")
-    return int(value)
+def audit_method_params(methods: list[str], params: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The Audit tab's parameters per method, validated by ``create_method``, and notes for the status line.
+
+    ``params`` is either ``{method: {...}}`` (each object goes to its method, which must be selected
+    and take every parameter in it) or one flat object for all selected methods: each parameter is
+    given to the methods that take it, and the others run without it (named in a note), so that a
+    shared setting such as ``lr`` can be compared across methods; a parameter that no selected method
+    takes is an error. Invalid values are an error naming the method.
+    """
+    registered = set(list_methods())
+    nested = bool(params) and all(isinstance(v, dict) for v in params.values()) and set(params) <= registered
+    notes = []
+    if nested:
+        unselected = sorted(set(params) - set(methods))
+        if unselected:
+            raise InvalidParameter(f"Parameters are given for {', '.join(unselected)}, which is not among the chosen methods.")
+        chosen = {m: dict(params.get(m, {})) for m in methods}
+    else:
+        takes = {m: set(method_class(m).parameters()) for m in methods}
+        unknown = sorted(p for p in params if not any(p in t for t in takes.values()))
+        if unknown:
+            raise InvalidParameter(f"No chosen method takes the parameter(s) {unknown}; "
+                                   + "; ".join(f"{m} takes {sorted(t)}" for m, t in takes.items()) + ".")
+        chosen = {m: {p: v for p, v in params.items() if p in takes[m]} for m in methods}
+        for m in methods:
+            ignored = sorted(set(params) - takes[m])
+            if ignored:
+                notes.append(f"{m} has no parameter {', '.join(ignored)}: it ran without.")
+    for m, p in chosen.items():
+        create_method(m, **p)  # out-of-range or ill-typed values: InvalidParameter naming the method
+    return chosen, notes
 
 
 def _fingerprint(model: torch.nn.Module) -> str:
@@ -299,7 +324,7 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
     try:
         data = uploads.read(portrait)
         extra_data = [uploads.read(e) for e in (extras or [])]
-        config = ForgetMeConfig(method=method, params=_params(params), iterations=_whole("iterations", iterations, 1, 5000),
+        config = ForgetMeConfig(method=method, params=_params(params), iterations=whole_number("iterations", iterations, 1, 5000),
                                 take_main_face=bool(take_main))
         report_progress = _progress(progress)
         report_progress(0.0, "preparing the gallery")
@@ -385,18 +410,15 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
             raise InvalidParameter("Choose at least one method.")
         for m in methods:
             method_class(m)
-        per_method = _params(params)
-        flat = per_method and not all(isinstance(v, dict) and k in methods for k, v in per_method.items())
+        per_method, notes = audit_method_params(methods, _params(params))
         projections = [{"t-SNE": "tsne", "UMAP": "umap"}.get(p, p) for p in (projections or [])]
         names = [n.strip() for n in (forget_names or "").split(",") if n.strip()]
         config = SETTINGS.workspace(
-            dataset=spec, n_forget=_whole("identities to forget", n_forget, 1, 100), seed=_whole("seed", seed, 0, 2**31 - 1),
-            n_retain=_whole("retain identities", n_retain, 2, 1000), forget_ids=names or None,
-            min_images=_whole("minimum photos per person", min_images, 0, 1000) or None)
-        iters = _whole("iterations", iterations, 1, 100_000)
-        audit_configs = [AuditConfig(m, per_method if flat else per_method.get(m, {}), iters, bool(one_shot), config) for m in methods]
-        for c in audit_configs:  # validate every parameter before any work
-            method_class(c.method)(**c.params)
+            dataset=spec, n_forget=whole_number("identities to forget", n_forget, 1, 100), seed=whole_number("seed", seed, 0, 2**31 - 1),
+            n_retain=whole_number("retain identities", n_retain, 2, 1000), forget_ids=names or None,
+            min_images=whole_number("minimum photos per person", min_images, 0, 1000) or None)
+        iters = whole_number("iterations", iterations, 1, 100_000)
+        audit_configs = [AuditConfig(m, per_method[m], iters, bool(one_shot), config) for m in methods]
         report_progress = _progress(progress)
         report_progress(0.0, "preparing the gallery")
         if spec == "zip":
@@ -423,7 +445,8 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
     download = (download_link(viz.to_json(report), "audit-report.json", "application/json", "Download report (JSON)") + " · "
                 + download_link(html_report, "audit-report.html", "text/html", "Download report (HTML)"))
     timing = ", ".join(f"{m} {report['runs'][m]['timing_s']['unlearn']:.1f} s" for m in methods)
-    status = _message("ok", f"Audit of {len(report['forget_identities'])} identities on {report['dataset']} ({report['device']}): {timing}.")
+    status = _message("ok", f"Audit of {len(report['forget_identities'])} identities on {report['dataset']} ({report['device']}): {timing}."
+                      + "".join(f" {note}" for note in notes))
     state = uploads.attach_to({"report": {**report, "flow": "audit"}, "models": {m: _fingerprint(models[m]) for m in methods}})
     return status, table, maps.get("tsne"), maps.get("umap"), roc, galleries, privacy, download, state
 
@@ -582,8 +605,8 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 gr.Markdown(audit_preset_note(device), elem_id="au-preset-note")
                 au_methods = gr.CheckboxGroup(list_methods(), value=audit_methods, label="Methods")
                 au_iterations = gr.Slider(1, 2000, value=settings.audit_iterations, step=1, label="Iterations")
-                au_params = gr.Textbox(audit_params, label="Parameters (JSON: one object for all methods, or {method: {...}})",
-                                       placeholder='{"margin": 0.2}')
+                au_params = gr.Textbox(audit_params, placeholder='{"margin": 0.2}',
+                                       label="Parameters (JSON: {method: {...}}, or one object: each parameter goes to the methods that take it)")
                 au_one_shot = gr.Checkbox(False, label="One-shot (one support image per identity)")
                 au_retrain = gr.Checkbox(True, label="Compare with the retrain reference")
                 au_proj = gr.CheckboxGroup(["t-SNE", "UMAP"], value=["t-SNE", "UMAP"], label="Embedding maps")

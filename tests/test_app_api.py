@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,29 +23,6 @@ import app
 ROOT = Path(__file__).resolve().parents[1]
 LFW = ROOT.parent / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
 PEOPLE = ("Tony_Blair", "Colin_Powell", "Gerhard_Schroeder")  # not among the small workspace's identities is not required
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(lfw_workspace, tmp_path_factory):
-    """The app on a free local port, on the small LFW workspace, with a private upload folder."""
-    uploads = tmp_path_factory.mktemp("gradio-uploads")
-    previous = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(uploads)
-    app.POOL.add(lfw_workspace)
-    settings = app.AppSettings(port=free_port(), device="cpu", train_from="tail", iterations=3, audit_iterations=3, warmup=False)
-    demo, url = app.launch(settings, block=False)
-    yield url, uploads
-    demo.close()
-    if previous is None:
-        os.environ.pop("GRADIO_TEMP_DIR", None)
-    else:
-        os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 def photo(person: str, k: int) -> Path:
@@ -173,11 +149,11 @@ def test_audit_side_by_side(server):
     assert 'download="audit-report.html"' in download
 
 
-def test_starts_without_any_gallery_and_says_how_to_get_one(tmp_path, monkeypatch):
+def test_starts_without_any_gallery_and_says_how_to_get_one(tmp_path, monkeypatch, free_tcp_port_factory):
     monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path))  # an empty scikit-learn data folder, offline
     assert app.available_galleries() == []
     monkeypatch.setattr(app, "SETTINGS", app.SETTINGS)  # launch() replaces it; restored afterwards
-    demo, url = app.launch(app.AppSettings(port=free_port(), warmup=False), block=False)
+    demo, url = app.launch(app.AppSettings(port=free_tcp_port_factory(), warmup=False), block=False)
     try:
         banner = [c["props"]["value"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "no-gallery"]
         assert banner and "SCIKIT_LEARN_DATA" in banner[0] and "zip" in banner[0]
@@ -198,6 +174,7 @@ def test_audit_tab_starts_from_the_measured_preset_and_says_why(server):
     assert app.AppSettings().audit_iterations == 1000 and app.AppSettings().iterations == 40  # Forget me keeps its own
 
 
+@pytest.mark.fast
 def test_presets_fill_method_and_parameters():
     choice = next(c for c in app.preset_choices() if c.startswith("dispersion" + app.PRESET_SEPARATOR))
     method, params = app.apply_preset(choice, "gradient_ascent")
@@ -207,6 +184,7 @@ def test_presets_fill_method_and_parameters():
     assert methods == ["dispersion", "ssd"] and app._params(params) == {"dispersion": app.preset_params("dispersion", "retain-preserving")}
 
 
+@pytest.mark.fast
 def test_settings_precedence_flags_then_gradio_env_then_unlearn_env(monkeypatch):
     for variable in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "UNLEARN_HOST", "UNLEARN_PORT"):
         monkeypatch.delenv(variable, raising=False)
@@ -221,12 +199,12 @@ def test_settings_precedence_flags_then_gradio_env_then_unlearn_env(monkeypatch)
     assert (settings("--host", "127.0.0.1", "--port", "7003").host, settings("--port", "7003").port) == ("127.0.0.1", 7003)
 
 
-def test_app_listens_where_gradio_environment_says(tmp_path):
+def test_app_listens_where_gradio_environment_says(tmp_path, free_tcp_port_factory):
     """``python app.py`` started as Hugging Face Spaces starts it: Gradio's variables (with SPACE_ID
     set) choose the address, over the app's own UNLEARN_PORT."""
-    port = free_port()
+    port = free_tcp_port_factory()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "SPACE_ID": "test/forget-me",
-           "UNLEARN_PORT": str(free_port()), "UNLEARN_WARMUP": "0", "GRADIO_ANALYTICS_ENABLED": "False",
+           "UNLEARN_PORT": str(free_tcp_port_factory()), "UNLEARN_WARMUP": "0", "GRADIO_ANALYTICS_ENABLED": "False",
            "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     log = tmp_path / "app.log"
     with log.open("w") as out:

@@ -13,6 +13,8 @@ from unlearn_core.attacks.base import _REGISTRY
 from unlearn_core.errors import InvalidParameter
 from unlearn_core.privacy import membership_attacks
 
+pytestmark = pytest.mark.fast
+
 
 def hand_made_scores() -> tuple[np.ndarray, np.ndarray]:
     """10 members, 100 non-members: one non-member (0.95) outscores all but two members, the

@@ -32,6 +32,7 @@ def lfw_chips(dlib_backbone):
     return np.stack(chips)
 
 
+@pytest.mark.fast
 def test_checkpoint_is_small_enough_for_a_space():
     assert CHECKPOINT.stat().st_size < 10 * 1024 * 1024
 
@@ -61,6 +62,7 @@ def test_staged_forward_equals_whole(dlib_backbone, lfw_chips):
     assert torch.allclose(whole, staged)
 
 
+@pytest.mark.fast
 def test_corrupt_checkpoint_is_rejected(tmp_path):
     bad = tmp_path / "w.safetensors"
     data = bytearray(CHECKPOINT.read_bytes())
@@ -72,6 +74,7 @@ def test_corrupt_checkpoint_is_rejected(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.fast
 def test_facenet_offline_says_how_to_provide_weights(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     import socket
@@ -85,6 +88,7 @@ def test_facenet_offline_says_how_to_provide_weights(monkeypatch, tmp_path):
         create_backbone("facenet_vggface2")
 
 
+@pytest.mark.fast
 def test_registry():
     assert {"dlib_resnet", "facenet_vggface2"} <= set(list_backbones())
     with pytest.raises(InvalidParameter, match="unknown backbone"):

@@ -256,7 +256,3 @@ def test_upload_file_is_deleted(clean_disk):
     assert outputs[-1]["uploads"] == {"forget_me": {str(upload): upload_bytes}}  # kept in memory for a re-run
     assert_message(app.run_forget_me(str(upload), [], "dispersion", 1, False, "", outputs[-1], None), "no face")  # read from memory
     assert clean_disk() == []
-
-
-def test_corpus_size():
-    assert len(PORTRAITS) + len(PARAMETERS) + len(ZIPS) + 8 + 2 >= 30

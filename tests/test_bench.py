@@ -137,6 +137,7 @@ def test_one_shot_table_runs_support_only_methods_and_says_why_others_are_skippe
         assert rows["retrain"]["Notes"] == "reference: full retain data (standard setting)"
 
 
+@pytest.mark.fast
 def test_formatting_and_one_shot_eligibility() -> None:
     column = bench.COLUMNS["forget.mAP"]
     assert bench.mean_std([0.5], column) == "50.00"
@@ -149,6 +150,7 @@ def test_formatting_and_one_shot_eligibility() -> None:
     assert "retain and test data" in bench.one_shot_skip_reason(frozenset({"forget", "support", "retain", "test"}))
 
 
+@pytest.mark.fast
 def test_budget_profiles():
     assert bench.BenchConfig(budget="paper").cap("dispersion") is None  # the method's own default
     assert bench.BenchConfig(budget="paper").cap("lipschitz") == 100

@@ -1,16 +1,24 @@
 """A real browser (Debian's chromium, driven by Playwright) uses the app like a visitor: uploads a
 real LFW portrait, runs the fast default method twice (the second time on the same upload, whose
 file the app has deleted), and then a reviewer's audit; the galleries, plots and metrics must
-appear. Screenshots go to ``test-output/`` (gitignored)."""
+appear. Screenshots go to ``test-output/`` (gitignored).
+
+The browser is the first of ``BROWSERS`` on the PATH; without one the test fails and says how to
+install it (``make test`` installs Debian's chromium when it runs as root on a machine without one)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, sync_playwright
 from test_app_api import LFW
 
+pytestmark = pytest.mark.browser
+
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
-CHROMIUM = "/usr/bin/chromium"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+INSTALL = "sudo apt-get install -y chromium (Debian; Ubuntu: chromium-browser), or run `make test` as root, which installs it"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PORTRAIT = LFW / "Tony_Blair" / "Tony_Blair_0001.jpg"
 
@@ -33,11 +41,21 @@ def visible_count(page: Page, selector: str) -> int:
     return sum(1 for i in range(page.locator(selector).count()) if page.locator(selector).nth(i).is_visible())
 
 
+def find_chromium() -> str:
+    """The path of the first chromium-like browser on the PATH; the test fails with the install command if there is none."""
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(f"no chromium found on the PATH (looked for {', '.join(BROWSERS)}); install it: {INSTALL}", pytrace=False)
+
+
 def test_forget_me_and_audit_in_chromium(server):
+    chromium = find_chromium()
     url, _ = server
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         errors: list[str] = []
         page.on("pageerror", lambda err: errors.append(str(err)))

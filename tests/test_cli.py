@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from unlearn_core.cli import TqdmProgress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,7 @@ def test_bad_input_gives_one_line_not_a_traceback():
         assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.fast
 def test_methods_lists_parameters_and_presets():
     result = run_cli("methods", "-v")
     assert result.returncode == 0
@@ -101,6 +104,7 @@ def test_forget_me_cli_bad_photo_is_one_line(tmp_path):
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
+@pytest.mark.fast
 def test_progress_bar_shows_percentage_and_message_but_no_rate(capsys):
     progress = TqdmProgress()
     progress(0.0, "training the original model: epoch 1")

@@ -41,6 +41,7 @@ def test_folder_gallery(att_folder):
     assert len(g.identities) == 40 and len(g) == 400
 
 
+@pytest.mark.fast
 def test_missing_gallery_says_so(tmp_path):
     with pytest.raises(DataUnavailable, match="does not exist"):
         load_gallery(f"folder:{tmp_path / 'nope'}")
@@ -48,6 +49,7 @@ def test_missing_gallery_says_so(tmp_path):
         load_gallery("celeba")
 
 
+@pytest.mark.fast
 def test_lfw_unavailable_offline_is_clear(monkeypatch, tmp_path):
     monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path))
     with pytest.raises(DataUnavailable, match="SCIKIT_LEARN_DATA"):
@@ -60,6 +62,7 @@ def few_photos_gallery() -> Gallery:
     return Gallery("folder:few", [f"photo{i}.jpg" for i in range(len(labels))], labels, [f"person{i}" for i in range(12)])
 
 
+@pytest.mark.fast
 def test_min_images_defaults_to_the_protocol_minimum_for_folders():
     split = make_split(few_photos_gallery(), 3)
     assert len(split.forget_ids) == 3 and len(split.retain_ids) == 9
@@ -82,6 +85,7 @@ def test_min_images_option_and_plain_errors(lfw):
     assert (lfw.counts()[wider.retain_ids] >= 4).all() and (lfw.counts()[wider.retain_ids] < 10).any()
 
 
+@pytest.mark.fast
 def test_folder_galleries_with_the_same_shape_have_different_cache_keys(tmp_path):
     """Two zips (both named 'zip') or two folders of the same name must not share cached models."""
     from unlearn_core.data import load_folder

@@ -35,6 +35,7 @@ def test_on_another_device_copies_models_and_inputs(olivetti_workspace):
     assert all(d.inputs.device.type == "cpu" for d in ws.data.values()) and ws.device.type == "cpu"
 
 
+@pytest.mark.fast
 def test_zero_gpu_builds_pooled_workspaces_on_the_cpu(monkeypatch):
     """On ZeroGPU the main process has no real GPU (it may fake one): warm-up builds on the CPU, under
     the key of the configuration the app asks for."""

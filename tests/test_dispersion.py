@@ -13,6 +13,7 @@ def before(lfw_workspace):
     return lfw_workspace.evaluate(lfw_workspace.original)
 
 
+@pytest.mark.fast
 def test_loss_matches_equations():
     emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
     labels = torch.tensor([0, 0, 0, 1])  # identity 1 has no positive: not an anchor
@@ -102,6 +103,7 @@ def test_paper_version_never_reads_retain_data(lfw_workspace):
     assert "retain" in create_method("dispersion", retain_weight=1.0).data_needs()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("params, message", [
     ({"margin": -0.5}, "margin must be in"),
     ({"iterations": 2.5}, "whole number"),

@@ -13,6 +13,7 @@ def clusters(n_ids: int, per_id: int, spread: float, seed: int) -> tuple[np.ndar
     return centres[labels] + spread * rng.normal(size=(len(labels), 32)), labels
 
 
+@pytest.mark.fast
 def test_threshold_meets_its_false_match_target_and_says_what_it_can_resolve():
     queries, q_labels = clusters(20, 3, 0.8, 0)
     candidates, c_labels = clusters(20, 10, 0.8, 0)
@@ -25,6 +26,7 @@ def test_threshold_meets_its_false_match_target_and_says_what_it_can_resolve():
         calibrate(queries, q_labels, candidates, c_labels, target_fmr=0)
 
 
+@pytest.mark.fast
 def test_a_photo_is_never_paired_with_itself():
     x, labels = clusters(5, 4, 0.5, 2)
     with_self = calibrate(x, labels, x, labels, 0.01)
@@ -32,6 +34,7 @@ def test_a_photo_is_never_paired_with_itself():
     assert with_self.n_genuine == without.n_genuine + len(x)
 
 
+@pytest.mark.fast
 def test_find_matches_is_ordered_and_thresholded():
     candidates = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.9, 0.1]])
     found, scores = find_matches(np.array([1.0, 0.0]), candidates, 0.5)
@@ -39,6 +42,7 @@ def test_find_matches_is_ordered_and_thresholded():
     assert len(find_matches(np.array([1.0, 0.0]), candidates[:0], 0.5)[0]) == 0
 
 
+@pytest.mark.fast
 def test_outcome_precision_and_recall():
     labels = np.array([1, 1, 1, 2, 2])
     o = outcome(np.array([0, 1, 3]), labels, 1)
@@ -48,6 +52,7 @@ def test_outcome_precision_and_recall():
     assert outcome(np.array([], dtype=int), labels, 1).precision == 1.0  # nothing taken, nothing wrong
 
 
+@pytest.mark.fast
 def test_the_second_pass_and_identity_templates_find_more_than_one_photo_alone():
     queries, q_labels = clusters(30, 3, 1.2, 1)
     candidates, c_labels = clusters(30, 12, 1.2, 1)

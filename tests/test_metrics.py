@@ -4,6 +4,8 @@ import pytest
 
 from unlearn_core.metrics import centroid_accuracy, centroids, compactness, retrieval
 
+pytestmark = pytest.mark.fast
+
 
 def unit(*angles_deg: float) -> np.ndarray:
     a = np.radians(angles_deg)

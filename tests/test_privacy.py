@@ -60,10 +60,10 @@ def test_retrain_reference_makes_forget_images_look_like_nonmembers(original_aud
         assert retrain["forget_member_rate"] < original["forget_member_rate"], attack
         # the original is far from its own reference: almost all forget images score higher there
         assert original_audit[attack]["beyond_retrain"] < 0.2, attack
-    # RMIA against the retrain reference: the retrain model itself carries no membership signal
-    assert original_audit["rmia"]["retrain"]["forget_vs_heldout"]["auc"] == 0.5
+    # RMIA against the retrain reference (the retrain row compares that model with itself, AUC 0.5 by
+    # construction): the original, trained on the forget images, still scores them above held-out ones (0.54)
+    assert original_audit["rmia"]["unlearned"]["forget_vs_heldout"]["auc"] > 0.5
     assert original_audit["unlearn_score"]["retrain"]["acc_forget"] == 0.0
-    assert original_audit["tug_of_war"]["retrain"] == 1.0
 
 
 def test_over_forgetting_triggers_the_streisand_flag(lfw_workspace):

@@ -63,11 +63,6 @@ class Gallery:
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.identities))
 
-    def subset(self, indices: np.ndarray) -> Gallery:
-        indices = np.asarray(indices)
-        return Gallery(self.name, [self.sources[i] for i in indices], self.labels[indices], self.identities,
-                       self.min_forget_images, self.min_retain_images)
-
 
 def data_home() -> str | None:
     return os.environ.get("SCIKIT_LEARN_DATA")
@@ -151,10 +146,6 @@ class Split:
     retain_train: np.ndarray
     retain_test: np.ndarray
     distractors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    @property
-    def train(self) -> np.ndarray:
-        return np.concatenate([self.forget_train, self.retain_train])
 
 
 def make_split(gallery: Gallery, n_forget: int, seed: int = 0, test_fraction: float = 0.3,

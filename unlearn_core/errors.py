@@ -44,3 +44,12 @@ class DataUnavailable(UnlearnError):
 
 class WeightsUnavailable(UnlearnError):
     """Pretrained weights cannot be loaded (missing, corrupt, or not downloadable offline)."""
+
+
+def whole_number(name: str, value: object, low: int, high: int) -> int:
+    """``value`` as an int if it is a whole number (an int or an integral float, not a bool) in
+    ``[low, high]``; otherwise ``InvalidParameter`` naming ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()) \
+            or not low <= value <= high:  # NaN and infinities are not integers
+        raise InvalidParameter(f"{name} must be a whole number between {low} and {high}, got {value!r}")
+    return int(value)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .attacks import ModelOutputs, create_attack
-from .errors import InvalidParameter, UnlearnError
+from .errors import InvalidParameter, UnlearnError, whole_number
 from .faces import AlignedFace, ImageSource, align_portrait
 from .features import FaceData, augment_chips
 from .find import FindOutcome
@@ -37,9 +37,9 @@ from .methods import Budget, UnlearnRequest, create_method, preset_params
 from .metrics import compactness, retrieval
 from .model import FaceModel
 from .pipeline import GALLERY_PARTS, RECOMMENDED, Workspace, concat_face_data, device_name
+from .types import Progress
 from .viz import RetrievalRow, top_k
 
-Progress = Callable[[float, str], None]
 VISITOR = "you"
 MAX_EXTRA_PHOTOS = 10
 FORGET_ME_PRESET = "one-person"
@@ -62,16 +62,11 @@ class ForgetMeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("iterations", self.iterations, 1, 5000)
-        _check_int("k", self.k, 1, 20)
-        _check_int("check_views", self.check_views, 2, 32)
-        _check_int("seed", self.seed, 0, 2**31 - 1)
+        whole_number("iterations", self.iterations, 1, 5000)
+        whole_number("k", self.k, 1, 20)
+        whole_number("check_views", self.check_views, 2, 32)
+        whole_number("seed", self.seed, 0, 2**31 - 1)
         create_method(self.method, **self.params)  # unknown method / out-of-range parameters raise here
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() or not low <= value <= high:
-        raise InvalidParameter(f"{name} must be a whole number between {low} and {high}, got {value!r}")
 
 
 @dataclass

@@ -113,3 +113,8 @@ class FaceModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
+
+
+def cosface_loss(model: FaceModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The CosFace training loss of ``model``'s head on inputs ``x`` with labels ``y`` (cross-entropy over margin logits)."""
+    return F.cross_entropy(model.logits(x, y), y)

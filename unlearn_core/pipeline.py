@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,8 @@ from .metrics import centroid_accuracy, centroids, compactness, retrieval
 from .model import CosFaceHead, FaceModel
 from .privacy import privacy_audit
 from .train import TrainConfig, train_cosface
+from .types import Progress
 
-Progress = Callable[[float, str], None]
 PARTS = ("forget_train", "forget_test", "retain_train", "retain_test", "distractors")
 GALLERY_PARTS = ("forget_test", "retain_test", "distractors")
 """The retrieval gallery: photos a service searches, unlabelled to it (the training photos are labelled)."""

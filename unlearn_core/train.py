@@ -2,7 +2,6 @@
 reference (retain identities only), both from the pretrained embedder (S0 §5.5)."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -10,10 +9,9 @@ import torch.nn.functional as F
 
 from .backbones import Backbone
 from .features import FaceData
-from .model import CosFaceHead, FaceModel
+from .model import CosFaceHead, FaceModel, cosface_loss
 from .sampling import flip_mask, pk_batch
-
-Progress = Callable[[float, str], None]
+from .types import Progress
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def train_cosface(backbone: Backbone, start: int, data: FaceData, n_classes: int
     for step in range(steps):
         idx = pk_batch(data.labels, config.batch_size, generator)
         x, y = data.batch(idx.to(device), flip_mask(len(idx), generator))
-        loss = F.cross_entropy(model.logits(x, y), y)
+        loss = cosface_loss(model, x, y)
         optimiser.zero_grad()
         loss.backward()
         if config.clip_norm:

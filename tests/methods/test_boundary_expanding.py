@@ -13,7 +13,3 @@ def test_boundary_expanding_forgets_and_prunes_the_shadow_class(lfw_audit):
 
 def test_boundary_expanding_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("boundary_expanding")
-
-
-def test_boundary_expanding_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("boundary_expanding", lr=2.0)

@@ -22,7 +22,3 @@ def test_boundary_shrink_forgets_without_retain_data(lfw_audit):
 
 def test_boundary_shrink_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("boundary_shrink")
-
-
-def test_boundary_shrink_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("boundary_shrink", epsilon=-0.1)

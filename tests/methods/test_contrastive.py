@@ -11,6 +11,7 @@ from unlearn_core.methods.contrastive import contrastive_unlearning_loss
 STEPS = 8
 
 
+@pytest.mark.fast
 def test_class_loss_is_eq6_and_sample_loss_is_eq5():
     forget = torch.tensor([[1.0, 0.0]])
     retain = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
@@ -46,9 +47,3 @@ def test_contrastive_sample_mode_needs_shared_identities(lfw_audit):
 
 def test_contrastive_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("contrastive", batch_size=16)
-
-
-def test_contrastive_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("contrastive", tau=0.0)
-    lfw_audit.assert_rejects("contrastive", mode="pairs")
-    lfw_audit.assert_rejects("contrastive", repeats=0)

@@ -1,7 +1,10 @@
 """The shared distillation loss."""
+import pytest
 import torch
 
 from unlearn_core.methods.distill import kl_to_teacher
+
+pytestmark = pytest.mark.fast
 
 
 def test_kl_is_zero_for_identical_logits_and_positive_otherwise():

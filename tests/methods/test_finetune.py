@@ -14,7 +14,3 @@ def test_finetune_reads_only_retain_data_and_keeps_retained_identities(lfw_audit
 
 def test_finetune_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("finetune")
-
-
-def test_finetune_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("finetune", momentum=1.5)

@@ -12,6 +12,7 @@ PAPER_METHODS = {
 }
 
 
+@pytest.mark.fast
 def test_every_paper_method_is_registered():
     assert set(list_methods()) >= PAPER_METHODS
 

@@ -29,8 +29,3 @@ def test_lipschitz_updates_only_salient_weights(lfw_audit):
 
 def test_lipschitz_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("lipschitz", **SMALL)
-
-
-def test_lipschitz_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("lipschitz", n_samples=0)
-    lfw_audit.assert_rejects("lipschitz", noise_std=float("nan"))

@@ -1,11 +1,13 @@
 """MetaUnlearn on real LFW faces: meta-trained on simulated requests of retained identities,
 then one step from one support image per forget identity."""
+import pytest
 import torch
 
 from unlearn_core.methods import create_method
 from unlearn_core.methods.meta_unlearn import MetaLoss
 
 
+@pytest.mark.fast
 def test_meta_loss_architecture_is_table_8():
     meta = MetaLoss(n_classes=6, feature_dim=16, hidden=32)
     kinds = [type(m).__name__ for m in meta.net]

@@ -1,10 +1,12 @@
 """PGU on real LFW faces: projected gradient ascent from the support sample only."""
+import pytest
 import torch
 
 from unlearn_core.methods import create_method
 from unlearn_core.methods.pgu import protected_subspace
 
 
+@pytest.mark.fast
 def test_protected_subspace_is_orthonormal_and_keeps_the_energy():
     directions = torch.randn(20, 16, generator=torch.Generator().manual_seed(0))
     basis = protected_subspace(directions, 0.9)

@@ -17,7 +17,3 @@ def test_random_labeling_without_retain_term_is_data_free(lfw_audit):
 
 def test_random_labeling_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("random_labeling", batch_size=8)
-
-
-def test_random_labeling_rejects_bad_parameters(lfw_audit):
-    lfw_audit.assert_rejects("random_labeling", lambda_retain=-1.0)

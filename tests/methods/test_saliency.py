@@ -41,8 +41,3 @@ def test_salun_forgets_forget_identities_and_keeps_retained(lfw_audit):
 
 def test_salun_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("salun", batch_size=8)
-
-
-def test_saliency_rejects_bad_fractions(lfw_audit):
-    lfw_audit.assert_rejects("salun", saliency=0.0)
-    lfw_audit.assert_rejects("dispersion", saliency=1.5)

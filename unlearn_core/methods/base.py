@@ -22,11 +22,11 @@ from ..backbones import Backbone
 from ..errors import InvalidParameter
 from ..features import FaceData
 from ..metrics import compactness
-from ..model import FaceModel
+from ..model import FaceModel, cosface_loss
 from ..sampling import flip_mask, pk_batch, random_batch
+from ..types import Progress
 from .saliency import apply_mask, saliency_mask
 
-Progress = Callable[[float, str], None]
 DATA_PARTS = ("forget", "retain", "support")
 
 
@@ -317,11 +317,6 @@ def create_method(name: str, **params: Any) -> UnlearningMethod:
     if unknown:
         raise InvalidParameter(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(cls.parameters())}")
     return cls(**params)
-
-
-def cosface_loss(model: FaceModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The CosFace training loss of ``model``'s head on inputs ``x`` with labels ``y``."""
-    return F.cross_entropy(model.logits(x, y), y)
 
 
 @torch.no_grad()

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..features import FaceData
-from ..model import FaceModel
+from ..model import FaceModel, cosface_loss
 
 
 @dataclass
@@ -40,7 +39,7 @@ def parameter_importance(model: FaceModel, data: FaceData, batch_size: int = 16,
     n_batches = 0
     for start in range(0, len(labels), batch_size):
         x, y = inputs[start : start + batch_size], labels[start : start + batch_size]
-        loss = F.cross_entropy(model.logits(x, y), y)
+        loss = cosface_loss(model, x, y)
         grads = torch.autograd.grad(loss, [p for _, p in named])
         for (n, _), g in zip(named, grads):
             grad_abs[n] += g.abs()
