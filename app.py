@@ -458,7 +458,7 @@ def _audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool,
         "dataset": ws.gallery.name, "device": device_name(ws.device), "backbone": ws.backbone.name,
         "train_from": ws.backbone.stage_names[ws.start], "seed": ws.config.seed,
         "forget_identities": ws.identity_names(ws.forget_classes), "n_retain_identities": len(ws.split.retain_ids),
-        "n_images": {p: len(d) for p, d in ws.data.items()}, "before": before, "runs": {},
+        "n_images": {p: len(d) for p, d in ws.parts.items()}, "before": before, "runs": {},
         "workspace": dataclasses.asdict(ws.config),
     }
     models: dict[str, Any] = {"before": ws.original}

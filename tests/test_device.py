@@ -26,13 +26,13 @@ def test_on_another_device_copies_models_and_inputs(olivetti_workspace):
     moved = ws.on(torch.device("meta"))
     for model in (moved.original, moved.retrain_model(), moved.backbone.module):
         assert {p.device.type for p in model.parameters()} == {"meta"}
-    assert all(d.inputs.is_meta and d.inputs_flipped.is_meta and d.labels.is_meta for d in moved.data.values())
+    assert all(d.inputs.is_meta and d.inputs_flipped.is_meta and d.labels.is_meta for d in (d for _, d in moved.parts.items()))
     assert moved.encoder.device.type == "meta" and moved.gallery is ws.gallery and moved.split is ws.split
     frozen = moved.backbone.module.stages[: ws.start]
     assert all(a is b for a, b in zip(moved.original.backbone.stages[: ws.start], frozen)), "frozen stages stay shared"
     for model in (ws.original, ws.retrain_model(), ws.backbone.module):
         assert {p.device.type for p in model.parameters()} == {"cpu"}
-    assert all(d.inputs.device.type == "cpu" for d in ws.data.values()) and ws.device.type == "cpu"
+    assert all(d.inputs.device.type == "cpu" for d in (d for _, d in ws.parts.items())) and ws.device.type == "cpu"
 
 
 @pytest.mark.fast

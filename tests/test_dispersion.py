@@ -83,7 +83,7 @@ def test_original_is_untouched_and_runs_are_seeded(lfw_workspace):
     a = method.unlearn(ws.original, ws.request(), seed=3)
     b = method.unlearn(ws.original, ws.request(), seed=3)
     assert all(torch.equal(state[k], v) for k, v in ws.original.state_dict().items())
-    x = ws.data["forget_test"].inputs[:4]
+    x = ws.parts.forget_test.inputs[:4]
     assert torch.equal(a.embed(x), b.embed(x))
     assert not torch.equal(a.embed(x), ws.original.embed(x))
 

@@ -79,4 +79,4 @@ def test_gallery_assisted_find_never_takes_another_persons_photo_on_lfw(lfw_work
         assert threshold.fmr <= threshold.target_fmr
         assert threshold.resolvable_fmr <= threshold.target_fmr  # the sample can show the rate it claims
     assert set(np.unique(request.forget.labels.numpy())) == set(lfw_workspace.forget_classes)
-    assert not np.isin(find.selfie_ids, lfw_workspace.data["forget_train"].image_ids).any()  # selfies are held-out photos
+    assert not np.isin(find.selfie_ids, lfw_workspace.parts.forget_train.image_ids).any()  # selfies are held-out photos

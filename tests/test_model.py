@@ -7,7 +7,7 @@ from unlearn_core.model import FaceModel
 
 def test_split_composes_to_the_whole_model(lfw_workspace):
     model = lfw_workspace.original.clone()
-    x = lfw_workspace.data["forget_test"].inputs[:8]
+    x = lfw_workspace.parts.forget_test.inputs[:8]
     for n in range(1, len(model.trainable_blocks()) + 1):
         prefix, suffix = model.split(n)
         assert isinstance(suffix, FaceModel) and suffix.head is model.head
@@ -19,7 +19,7 @@ def test_training_the_suffix_trains_the_model_it_came_from(lfw_workspace):
     model = lfw_workspace.original.clone()
     before = [p.detach().clone() for p in model.trainable_parameters()]
     prefix, suffix = model.split(2)
-    x = prefix(lfw_workspace.data["forget_test"].inputs[:8])
+    x = prefix(lfw_workspace.parts.forget_test.inputs[:8])
     suffix(x).pow(2).sum().backward()
     with torch.no_grad():
         for p in suffix.trainable_parameters():

@@ -11,7 +11,7 @@ def test_original_model_knows_the_gallery_and_is_centred(lfw_workspace):
     pretrained = FaceModel(ws.backbone.module, ws.start)
     emb_pre = ws.embed(pretrained, "retain_test")
     emb = ws.embed(ws.original, "retain_test")
-    labels = ws.data["retain_test"].labels.numpy()
+    labels = ws.parts.retain_test.labels.numpy()
     # raw dlib descriptors are not centred (mean cosine between people ~0.84); fine-tuning centres them
     assert mean_cross_identity_cosine(emb_pre, labels) > 0.7
     assert mean_cross_identity_cosine(emb, labels) < 0.3
@@ -24,7 +24,7 @@ def test_original_model_knows_the_gallery_and_is_centred(lfw_workspace):
 def test_original_model_is_cached_and_reloads_identically(lfw_workspace):
     ws = lfw_workspace
     reloaded = ws._trained_model("original", ("forget_train", "retain_train"), lambda f, m: None)
-    x = ws.data["forget_test"].inputs[:8]
+    x = ws.parts.forget_test.inputs[:8]
     assert np.allclose(reloaded.embed(x).detach().numpy(), ws.original.embed(x).detach().numpy(), atol=1e-6)
 
 
@@ -34,11 +34,11 @@ def test_trained_model_carries_no_gradients_cold_or_warm(lfw_workspace):
     from unlearn_core.train import train_cosface
 
     ws = lfw_workspace
-    small = ws.data["retain_train"].subset(list(range(32)))
+    small = ws.parts.retain_train.subset(list(range(32)))
     trained = train_cosface(ws.backbone, ws.start, small, len(ws.classes), ws.config.train.__class__(epochs=1.0))
     assert all(p.grad is None for p in trained.parameters())
     dirty = ws.original.clone()
-    dirty.embed(ws.data["forget_test"].inputs[:4]).sum().backward()
+    dirty.embed(ws.parts.forget_test.inputs[:4]).sum().backward()
     assert any(p.grad is not None for p in dirty.trainable_parameters())
     assert all(p.grad is None for p in dirty.clone().parameters())
     assert all(p.grad is None for p in ws.original.parameters())

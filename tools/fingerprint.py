@@ -38,11 +38,11 @@ def main() -> None:
                                    n_distractors=1000))
     method = create_method("projection", **parse_params(args.param))
     model = method.unlearn(ws.original, ws.request(one_shot=args.one_shot, seed=args.seed), Budget(), seed=args.seed)
-    retained = raw_embeddings(ws.original, ws.data["retain_train"])
+    retained = raw_embeddings(ws.original, ws.parts.retain_train)
     moment = retained.T @ retained / len(retained)
     moment = moment + method.shrinkage * moment.trace() / len(moment) * torch.eye(len(moment), dtype=moment.dtype)
     directions, forgotten = [], []
-    for part, flag in ((ws.data["forget_test"], 1), (ws.data["retain_test"], 0)):
+    for part, flag in ((ws.parts.forget_test, 1), (ws.parts.retain_test, 0)):
         emb, labels = raw_embeddings(ws.original, part), part.labels.numpy()
         for c in np.unique(labels):
             directions.append(emb[labels == c].mean(0))

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from .errors import InvalidParameter
+from .features import PARTS
 from .methods import create_method, list_methods, method_class
-from .pipeline import PARTS, PROTOCOLS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
+from .pipeline import PROTOCOLS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
         ws = Workspace(dataclasses.replace(config.workspace, seed=seed), progress)
         record: dict[str, Any] = {
             "seed": seed, "forget_identities": ws.identity_names(ws.forget_classes), "n_retain_identities": len(ws.split.retain_ids),
-            "n_images": {p: len(ws.data[p]) for p in PARTS}, "workspace_timing_s": dict(ws.timing),
+            "n_images": {p: len(ws.parts[p]) for p in PARTS}, "workspace_timing_s": dict(ws.timing),
             "original": ws.evaluate(ws.original), **{setting: {} for setting in config.protocols},
         }
         record.update(prepare_s=time.perf_counter() - wall, prepare_cpu_s=time.process_time() - cpu)

@@ -52,6 +52,38 @@ class FaceData:
         return FaceData(self.inputs.to(device), self.inputs_flipped.to(device), self.labels.to(device), self.chips, self.image_ids)
 
 
+PARTS = ("forget_train", "forget_test", "retain_train", "retain_test", "distractors")
+GALLERY_PARTS = ("forget_test", "retain_test", "distractors")
+"""The retrieval gallery: photos a service searches, unlabelled to it (the training photos are labelled)."""
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A protocol's five image sets (``PARTS``), read by attribute (``parts.forget_train``); the
+    loops over names of ``PARTS`` / ``GALLERY_PARTS`` use ``parts[name]``."""
+
+    forget_train: FaceData
+    forget_test: FaceData
+    retain_train: FaceData
+    retain_test: FaceData
+    distractors: FaceData
+
+    def __getitem__(self, name: str) -> FaceData:
+        if name not in PARTS:
+            raise KeyError(f"no part {name!r}; parts are {PARTS}")
+        return getattr(self, name)
+
+    def items(self) -> list[tuple[str, FaceData]]:
+        return [(name, getattr(self, name)) for name in PARTS]
+
+    def gallery(self) -> list[FaceData]:
+        """The retrieval gallery's parts (``GALLERY_PARTS``), in order."""
+        return [getattr(self, name) for name in GALLERY_PARTS]
+
+    def map(self, fn: Callable[[FaceData], FaceData]) -> Parts:
+        return Parts(**{name: fn(data) for name, data in self.items()})
+
+
 class InputEncoder:
     """Maps uint8 chips to a model's inputs at stage ``start`` (frozen trunk, no grad)."""
 

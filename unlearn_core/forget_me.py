@@ -31,12 +31,12 @@ import torch
 from .attacks import ModelOutputs, create_attack
 from .errors import InvalidParameter, UnlearnError, whole_number
 from .faces import AlignedFace, ImageSource, align_portrait
-from .features import FaceData, augment_chips
+from .features import GALLERY_PARTS, FaceData, augment_chips
 from .find import FindOutcome
 from .methods import Budget, UnlearnRequest, create_method, preset_params
 from .metrics import compactness, retrieval
 from .model import FaceModel
-from .pipeline import GALLERY_PARTS, RECOMMENDED, Workspace, concat_face_data, device_name
+from .pipeline import RECOMMENDED, Workspace, concat_face_data, device_name
 from .types import Progress
 from .viz import RetrievalRow, top_k
 
@@ -176,13 +176,13 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     if len(held):  # the visitor's enrolled photos form one more labelled identity
         templates = np.concatenate([templates, _unit_mean(held_emb)])
         classes = np.append(classes, label)
-    trained = [ws.data["forget_train"], ws.data["retain_train"], held]
+    trained = [ws.parts.forget_train, ws.parts.retain_train, held]
     trained_labels = np.concatenate([d.labels.cpu().numpy() for d in trained])
     trained_emb = np.concatenate([ws.embed(ws.original, "forget_train"), ws.embed(ws.original, "retain_train"),
                                   held_emb])
     matched = finder.match_labels(selfie_emb, templates, classes, trained_emb, trained_labels)
     trained_rows = np.flatnonzero(np.isin(trained_labels, matched))
-    gallery = [ws.data[p] for p in GALLERY_PARTS]
+    gallery = ws.parts.gallery()
     gallery_rows = finder.find(selfie_emb, np.concatenate([ws.embed(ws.original, p) for p in GALLERY_PARTS]))
     found_data = concat_face_data([take_rows(trained, trained_rows), take_rows(gallery, gallery_rows)])
     is_visitor = found_data.image_ids < 0
@@ -193,7 +193,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     if len(found_data) == 0:
         notes.append("None of the photos the service holds matched your portrait, so the method forgets you from the portrait alone "
                      "(one-shot), which is weaker.")
-    request = UnlearnRequest(forget_classes=[label], forget=forget, retain=ws.data["retain_train"], test=ws.data["retain_test"],
+    request = UnlearnRequest(forget_classes=[label], forget=forget, retain=ws.parts.retain_train, test=ws.parts.retain_test,
                              encode=lambda x: ws.encoder(x), pretrained=ws.backbone)
     method = create_method(config.method, **config.params)
     started = time.perf_counter()
@@ -251,8 +251,8 @@ def _identity_check(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], l
     gallery photos as queries against the gallery (the portrait's own copy, cosine >= 0.999 under
     the original, left out), before and after. ``clean_top_k``: the share of queries whose top-k
     holds none of the person's other photos."""
-    labels = np.concatenate([ws.data[p].labels.cpu().numpy() for p in GALLERY_PARTS])
-    ids = np.concatenate([ws.data[p].image_ids for p in GALLERY_PARTS])
+    labels = np.concatenate([ws.parts[p].labels.cpu().numpy() for p in GALLERY_PARTS])
+    ids = np.concatenate([ws.parts[p].image_ids for p in GALLERY_PARTS])
     twin = np.concatenate([embedded["before"][p] for p in GALLERY_PARTS]) @ portrait >= 0.999
     out = {}
     for when, emb in embedded.items():
@@ -284,9 +284,9 @@ def _visitor_view(ws: Workspace, model: FaceModel, embedded: dict[str, np.ndarra
     visitor's photos, less the ``deleted`` image ids."""
     v_emb = ws.embed_data(model, visitor)
     g_emb = np.concatenate([embedded[p] for p in GALLERY_PARTS] + [v_emb])
-    g_lab = np.concatenate([ws.data[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [visitor.labels.cpu().numpy()])
-    g_ids = np.concatenate([ws.data[p].image_ids for p in GALLERY_PARTS] + [visitor.image_ids])
-    g_chips = np.concatenate([ws.data[p].chips for p in GALLERY_PARTS] + [visitor.chips])
+    g_lab = np.concatenate([ws.parts[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [visitor.labels.cpu().numpy()])
+    g_ids = np.concatenate([ws.parts[p].image_ids for p in GALLERY_PARTS] + [visitor.image_ids])
+    g_chips = np.concatenate([ws.parts[p].chips for p in GALLERY_PARTS] + [visitor.chips])
     keep = ~np.isin(g_ids, list(deleted))
     g_emb, g_lab, g_ids, g_chips = g_emb[keep], g_lab[keep], g_ids[keep], g_chips[keep]
     v_lab = visitor.labels.cpu().numpy()
@@ -317,7 +317,7 @@ def membership_verdict(ws: Workspace, models: dict[str, FaceModel], embedded: di
         parts = {"members": "retain_train", "test": "retain_test"}
         calibration = attack.calibrate(attack.features(ModelOutputs(
             embeddings={s: embedded[when][p] for s, p in parts.items()},
-            labels={s: ws.data[p].labels.cpu().numpy() for s, p in parts.items()})))
+            labels={s: ws.parts[p].labels.cpu().numpy() for s, p in parts.items()})))
         photos = ModelOutputs(embeddings={"visitor": model.embed(visitor.inputs).cpu().numpy()}, labels={"visitor": visitor.labels.cpu().numpy()})
         score = float(np.mean(calibration.score(attack.features(photos)["visitor"])))
         threshold = calibration.threshold

@@ -24,7 +24,7 @@ from .backbones import Backbone, create_backbone
 from .data import Gallery, Split, load_gallery, make_split
 from .errors import DataUnavailable, InvalidParameter
 from .faces import ChipCache, FaceDetector
-from .features import FaceData, InputEncoder
+from .features import GALLERY_PARTS, PARTS, FaceData, InputEncoder, Parts
 from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroid_accuracy, centroids, compactness, retrieval
@@ -33,9 +33,6 @@ from .privacy import privacy_audit
 from .train import TrainConfig, train_cosface
 from .types import Progress
 
-PARTS = ("forget_train", "forget_test", "retain_train", "retain_test", "distractors")
-GALLERY_PARTS = ("forget_test", "retain_test", "distractors")
-"""The retrieval gallery: photos a service searches, unlabelled to it (the training photos are labelled)."""
 PROTOCOLS = ("standard", "one_shot", "gallery_assisted")
 """standard: all training photos of the forget identities are known; one_shot: one support photo
 each (S2); gallery_assisted: one selfie each, drawn from their held-out photos, finds their training
@@ -129,7 +126,7 @@ class Workspace:
         self.encoder = InputEncoder(self.backbone, self.start, self.device)
         started = time.perf_counter()
         progress(0.4, "encoding faces with the frozen trunk")
-        self.data: dict[str, FaceData] = {part: self._face_data(part) for part in PARTS}
+        self.parts = Parts(**{part: self._face_data(part) for part in PARTS})
         self.timing["encode"] = time.perf_counter() - started
         self.original = self._trained_model("original", ("forget_train", "retain_train"), progress)
         self.timing["original"] = time.perf_counter() - started - self.timing["encode"]
@@ -179,7 +176,7 @@ class Workspace:
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def _trained_model(self, kind: str, parts: tuple[str, ...], progress: Progress) -> FaceModel:
-        data = concat_face_data([self.data[p] for p in parts])
+        data = concat_face_data([self.parts[p] for p in parts])
         path = cache_dir() / "models" / f"{kind}-{self._model_key(kind, parts)}.safetensors"
         if path.exists():
             model = FaceModel(self.backbone.module, self.start).clone()
@@ -214,7 +211,7 @@ class Workspace:
         moved.device = device
         moved.backbone = dataclasses.replace(self.backbone, module=module)
         moved.encoder = InputEncoder(moved.backbone, self.start, device)
-        moved.data = {part: data.to(device) for part, data in self.data.items()}
+        moved.parts = self.parts.map(lambda data: data.to(device))
         moved.original = move(self.original)
         moved._retrain = None if self._retrain is None else move(self._retrain)
         return moved
@@ -230,7 +227,7 @@ class Workspace:
         """``(templates, classes)``: each training identity's normalised mean embedding under the
         original model, as a service holding labelled training photos keeps them."""
         emb = np.concatenate([self.embed(self.original, p) for p in ("forget_train", "retain_train")])
-        labels = np.concatenate([self.data[p].labels.cpu().numpy() for p in ("forget_train", "retain_train")])
+        labels = np.concatenate([self.parts[p].labels.cpu().numpy() for p in ("forget_train", "retain_train")])
         classes = np.unique(labels)
         return centroids(emb, labels, len(self.classes))[classes], classes
 
@@ -241,13 +238,13 @@ class Workspace:
         if false_per_search not in self._finders:
             templates, classes = self.identity_templates()
             kept = ~np.isin(classes, self.forget_classes)
-            queries = self.data["retain_test"]
+            queries = self.parts.retain_test
             photos = [p for p in GALLERY_PARTS if p != "forget_test"]
             self._finders[false_per_search] = Finder.calibrate(
                 self.embed(self.original, "retain_test"), queries.labels.cpu().numpy(), queries.image_ids,
                 templates[kept], classes[kept], np.concatenate([self.embed(self.original, p) for p in photos]),
-                np.concatenate([self.data[p].labels.cpu().numpy() for p in photos]),
-                np.concatenate([self.data[p].image_ids for p in photos]), false_per_search)
+                np.concatenate([self.parts[p].labels.cpu().numpy() for p in photos]),
+                np.concatenate([self.parts[p].image_ids for p in photos]), false_per_search)
         return self._finders[false_per_search]
 
     def gallery_assisted_request(self, seed: int = 0) -> tuple[UnlearnRequest, FindReport]:
@@ -258,10 +255,10 @@ class Workspace:
         its photos are the check."""
         finder = self.finder()
         templates, classes = self.identity_templates()
-        train = concat_face_data([self.data["forget_train"], self.data["retain_train"]])
+        train = concat_face_data([self.parts.forget_train, self.parts.retain_train])
         train_labels = train.labels.cpu().numpy()
         train_emb = np.concatenate([self.embed(self.original, p) for p in ("forget_train", "retain_train")])
-        selfies = support_sample(self.data["forget_test"], seed)
+        selfies = support_sample(self.parts.forget_test, seed)
         selfie_emb = self.embed_data(self.original, selfies)
         parts, outcomes = [], {}
         for row, label in enumerate(selfies.labels.cpu().numpy()):
@@ -276,14 +273,14 @@ class Workspace:
     def request(self, one_shot: bool = False, seed: int = 0) -> UnlearnRequest:
         """The unlearning request: forget training images (or one support image per forget identity)
         and the retain training images (removed again for methods that do not declare them)."""
-        forget = self.data["forget_train"]
+        forget = self.parts.forget_train
         support = support_sample(forget, seed)
         return UnlearnRequest(
             forget_classes=self.forget_classes,
             forget=None if one_shot else forget,
             support=support,
-            retain=self.data["retain_train"],
-            test=self.data["retain_test"],
+            retain=self.parts.retain_train,
+            test=self.parts.retain_test,
             encode=lambda chips: self.encoder(chips),
             pretrained=self.backbone,
         )
@@ -291,9 +288,9 @@ class Workspace:
     def embed(self, model: FaceModel, part: str) -> np.ndarray:
         """Normalised embeddings of one part (cached for the original model, which never changes)."""
         if model is not self.original:
-            return self.embed_data(model, self.data[part])
+            return self.embed_data(model, self.parts[part])
         if part not in self._original_embeddings:
-            self._original_embeddings[part] = self.embed_data(model, self.data[part])
+            self._original_embeddings[part] = self.embed_data(model, self.parts[part])
         return self._original_embeddings[part]
 
     def embeddings(self, model: FaceModel) -> dict[str, np.ndarray]:
@@ -314,10 +311,10 @@ class Workspace:
         a gallery-assisted request used, so the check runs on photos the method never saw).
         ``embeddings``: ``self.embeddings(model)`` when already computed."""
         embeddings = embeddings or self.embeddings(model)
-        keep = {p: ~np.isin(self.data[p].image_ids, exclude if exclude is not None else []) for p in PARTS}
+        keep = {p: ~np.isin(self.parts[p].image_ids, exclude if exclude is not None else []) for p in PARTS}
         emb = {p: embeddings[p][keep[p]] for p in PARTS}
-        lab = {p: self.data[p].labels.cpu().numpy()[keep[p]] for p in PARTS}
-        ids = {p: self.data[p].image_ids[keep[p]] for p in PARTS}
+        lab = {p: self.parts[p].labels.cpu().numpy()[keep[p]] for p in PARTS}
+        ids = {p: self.parts[p].image_ids[keep[p]] for p in PARTS}
         train_emb = np.concatenate([emb["forget_train"], emb["retain_train"]])
         train_lab = np.concatenate([lab["forget_train"], lab["retain_train"]])
         class_centroids = centroids(train_emb, train_lab, len(self.classes))
@@ -340,7 +337,7 @@ class Workspace:
             "forget": block("forget_test", ("forget_test", "retain_test")),
             "retain": block("retain_test", ("retain_test",)),
         }
-        if len(self.data["distractors"]):
+        if len(self.parts.distractors):
             result["forget_extended"] = block("forget_test", ("forget_test", "retain_test", "distractors"))
         return result
 
@@ -428,7 +425,7 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: 
         "seed": wc.seed,
         "forget_identities": ws.identity_names(ws.forget_classes),
         "n_retain_identities": len(ws.split.retain_ids),
-        "n_images": {p: len(ws.data[p]) for p in PARTS},
+        "n_images": {p: len(ws.parts[p]) for p in PARTS},
         "n_without_face": ws.n_without_face,
         **{k: v for k, v in result.items() if k not in ("method", "timing_s", "after")},
         "timing_s": {**{k: round(v, 3) for k, v in ws.timing.items()}, **{k: round(v, 3) for k, v in result["timing_s"].items()}},

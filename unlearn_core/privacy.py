@@ -27,7 +27,7 @@ from scipy.stats import spearmanr
 
 from . import attacks
 from .attacks import ModelOutputs, attack_class, create_attack, list_attacks
-from .features import FaceData
+from .features import Parts
 from .metrics import retrieval
 from .model import FaceModel
 
@@ -52,8 +52,8 @@ class AuditWorkspace(Protocol):
     """What the privacy audit reads from a workspace (``pipeline.Workspace`` satisfies it)."""
 
     @property
-    def data(self) -> Mapping[str, FaceData]:
-        """The parts named in ``SETS`` (inputs, labels, image ids)."""
+    def parts(self) -> Parts:
+        """The protocol's image sets (inputs, labels, image ids)."""
 
     @property
     def config(self) -> _Seeded: ...
@@ -73,11 +73,11 @@ class AuditWorkspace(Protocol):
 
 
 @torch.no_grad()
-def model_outputs(model: FaceModel, data: Mapping[str, FaceData]) -> ModelOutputs:
-    """Logits, normalised embeddings and labels of ``model`` on every audit set (``data``: workspace parts)."""
+def model_outputs(model: FaceModel, parts: Parts) -> ModelOutputs:
+    """Logits, normalised embeddings and labels of ``model`` on every audit set."""
     logits, embeddings, labels = {}, {}, {}
     for name, part in SETS.items():
-        d = data[part]
+        d = parts[part]
         batches = [model(d.inputs[i : i + 512]) for i in range(0, len(d), 512)]
         raw = torch.cat(batches) if batches else torch.zeros(0, model.head.weight.shape[1], device=d.inputs.device)
         logits[name] = model.head(raw).cpu().numpy().astype(np.float64)
@@ -118,7 +118,7 @@ def retrieval_maps(ws: AuditWorkspace, out: ModelOutputs) -> dict[str, float]:
     images against all training images, test = held-out retain images against themselves (each
     query's own image excluded)."""
     e, lab = out.embeddings, out.labels
-    ids = {s: ws.data[p].image_ids for s, p in SETS.items()}
+    ids = {s: ws.parts[p].image_ids for s, p in SETS.items()}
 
     def m(query: str, gallery: tuple[str, ...]) -> float:
         return retrieval(e[query], lab[query], np.concatenate([e[g] for g in gallery]), np.concatenate([lab[g] for g in gallery]),
@@ -132,8 +132,8 @@ def identity_maps(out: ModelOutputs, ws: AuditWorkspace) -> np.ndarray:
     e, lab = out.embeddings, out.labels
     gallery = np.concatenate([e["forget_heldout"], e["test"]])
     g_lab = np.concatenate([lab["forget_heldout"], lab["test"]])
-    g_ids = np.concatenate([ws.data["forget_test"].image_ids, ws.data["retain_test"].image_ids])
-    q_ids = ws.data["forget_test"].image_ids
+    g_ids = np.concatenate([ws.parts.forget_test.image_ids, ws.parts.retain_test.image_ids])
+    q_ids = ws.parts.forget_test.image_ids
     maps = []
     for c in ws.forget_classes:
         q = lab["forget_heldout"] == c
@@ -185,8 +185,8 @@ def privacy_audit(ws: AuditWorkspace, model: FaceModel, reference: FaceModel | N
     """
     seed = ws.config.seed if seed is None else seed
     retrain = ws.retrain_model()
-    outs = {"unlearned": model_outputs(model, ws.data), "retrain": model_outputs(retrain, ws.data)}
-    ref = outs["retrain"] if reference is None or reference is retrain else model_outputs(reference, ws.data)
+    outs = {"unlearned": model_outputs(model, ws.parts), "retrain": model_outputs(retrain, ws.parts)}
+    ref = outs["retrain"] if reference is None or reference is retrain else model_outputs(reference, ws.parts)
     report: dict[str, Any] = {
         "reference": "retrain" if ref is outs["retrain"] else "given",
         "n_images": {s: len(outs["unlearned"].labels[s]) for s in SETS},
@@ -195,7 +195,7 @@ def privacy_audit(ws: AuditWorkspace, model: FaceModel, reference: FaceModel | N
     blocks, flags, _ = membership_attacks(outs, ref, seed)  # a reference is always given: nothing is skipped
     report.update(blocks)
 
-    original = outs["unlearned"] if model is ws.original else model_outputs(ws.original, ws.data)
+    original = outs["unlearned"] if model is ws.original else model_outputs(ws.original, ws.parts)
     maps = {who: retrieval_maps(ws, out) for who, out in {**outs, "original": original}.items()}
     report["tug_of_war"] = {**{who: attacks.tug_of_war(m, maps["retrain"]) for who, m in maps.items()}, "map": maps}
     report["unlearn_score"] = {who: {"score": attacks.unlearn_score(o.accuracy("test"), o.accuracy("forget")),

@@ -376,7 +376,7 @@ def audit_points(ws: Any, n_retain_identities: int = 8, seed: int = 0) -> tuple[
     keep = set(ws.forget_classes) | set(rng.permutation(retain_classes)[:n_retain_identities].tolist())
     parts, rows = [], []
     for part in ("forget_train", "forget_test", "retain_train", "retain_test"):
-        labels = ws.data[part].labels.cpu().numpy()
+        labels = ws.parts[part].labels.cpu().numpy()
         idx = np.flatnonzero(np.isin(labels, list(keep)))
         parts += [part] * len(idx)
         rows += idx.tolist()
@@ -392,7 +392,7 @@ def audit_maps(ws: Any, models: dict[str, Any], projections: Sequence[str] = PRO
     for title, model in models.items():
         per_part = {p: ws.embed(model, p) for p in np.unique(parts)}
         panels[title] = np.stack([per_part[p][r] for p, r in zip(parts, rows)])
-    labels = np.array([int(ws.data[p].labels[r]) for p, r in zip(parts, rows)])
+    labels = np.array([int(ws.parts[p].labels[r]) for p, r in zip(parts, rows)])
     names = ws.identity_names(range(len(ws.classes)))
     return {m: embedding_map(panels, labels, names, ws.forget_classes, m, seed) for m in projections}
 
@@ -402,10 +402,10 @@ def workspace_top_k(ws: Any, model: Any, n_queries: int = 3, k: int = 5) -> list
     against the workspace's test gallery (forget + retain test images and distractors)."""
     parts = ("forget_test", "retain_test", "distractors")
     emb = {p: ws.embed(model, p) for p in parts}
-    lab = {p: ws.data[p].labels.cpu().numpy() for p in parts}
+    lab = {p: ws.parts[p].labels.cpu().numpy() for p in parts}
     first = [int(np.flatnonzero(lab["forget_test"] == c)[0]) for c in ws.forget_classes[:n_queries] if (lab["forget_test"] == c).any()]
-    q = ws.data["forget_test"]
+    q = ws.parts.forget_test
     return top_k(emb["forget_test"][first], lab["forget_test"][first], q.image_ids[first],
                  np.concatenate([emb[p] for p in parts]), np.concatenate([lab[p] for p in parts]),
-                 np.concatenate([ws.data[p].image_ids for p in parts]), q.chips[first],
-                 np.concatenate([ws.data[p].chips for p in parts]), ws.identity_names(range(len(ws.classes))), k)
+                 np.concatenate([ws.parts[p].image_ids for p in parts]), q.chips[first],
+                 np.concatenate([ws.parts[p].chips for p in parts]), ws.identity_names(range(len(ws.classes))), k)

@@ -7,7 +7,7 @@ STEPS = 10
 
 
 def test_fgsm_labels_point_away_from_the_true_identity(lfw_audit):
-    data = lfw_audit.ws.data["forget_train"]
+    data = lfw_audit.ws.parts.forget_train
     labels = fgsm_neighbour_labels(lfw_audit.ws.original, data.inputs, data.labels, epsilon=1.0)
     assert (labels != data.labels).float().mean() > 0.5
     assert torch.equal(fgsm_neighbour_labels(lfw_audit.ws.original, data.inputs, data.labels, epsilon=0.0), data.labels)

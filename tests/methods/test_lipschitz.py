@@ -10,7 +10,7 @@ SMALL = dict(n_samples=5, batch_size=8)
 
 def test_lipschitz_smooths_the_forget_embeddings_and_keeps_retained(lfw_audit):
     ws = lfw_audit.ws
-    data = ws.data["forget_train"]
+    data = ws.parts.forget_train
     # At the paper's lr 1e-4 ten steps leave the loss where it was (its gradients are tiny: the
     # embedding moves little per unit of input noise); 1e-2 shows the effect within a test budget.
     run = lfw_audit.run("lipschitz", iterations=STEPS, lr=1e-2, **SMALL)

@@ -14,7 +14,7 @@ def changed_fraction(model, reference) -> float:
 
 def test_mask_keeps_the_weights_with_the_largest_forget_gradients(lfw_audit):
     ws = lfw_audit.ws
-    data = ws.data["forget_train"]
+    data = ws.parts.forget_train
     mask = saliency_mask(ws.original, data, 0.3, cosface_loss)
     params = ws.original.trainable_parameters()
     assert [m.shape for m in mask] == [p.shape for p in params]

@@ -10,7 +10,7 @@ def test_scrub_diverges_from_the_teacher_on_forget_images_only(lfw_audit):
     run = lfw_audit.run("scrub", iterations=8, max_steps=4, batch_size=16, lr=1e-3)
 
     def divergence(part: str) -> float:
-        x = ws.data[part].inputs
+        x = ws.parts[part].inputs
         with torch.no_grad():
             return float(kl_to_teacher(run.model.logits(x), ws.original.logits(x), run.method.temperature))
 

@@ -14,7 +14,7 @@ def test_unsir_noise_maximises_the_forget_loss_and_impairs_the_forget_identities
     assert set(method._noise_labels.tolist()) == set(ws.forget_classes)
     with torch.no_grad():  # the optimised noise is far from its identities under the original model
         noise_loss = float(cosface_loss(ws.original, method._noise, method._noise_labels))
-        data = ws.data["forget_train"]
+        data = ws.parts.forget_train
         real_loss = float(cosface_loss(ws.original, data.inputs, data.labels))
     assert noise_loss > real_loss
     lfw_audit.assert_forgets(run, "head_acc", drop=0.5)
