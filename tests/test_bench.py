@@ -24,10 +24,10 @@ PLAIN = {"Forget CS ↓": ("forget", "cs"), "Retain CS": ("retain", "cs")}
 
 
 class BrokenForTest(IterativeMethod):
-    """Needs retain data (so the one-shot table must skip it) and raises on its first step."""
+    """Reads no support sample (so the one-shot table must skip it) and raises on its first step."""
 
     name = "broken_for_test"
-    needs = frozenset({"forget", "support", "retain"})
+    needs = frozenset({"forget", "retain"})
 
     def loss(self, model, batch):
         raise RuntimeError("deliberate | failure\nsecond line")
@@ -130,7 +130,7 @@ def test_one_shot_table_runs_support_only_methods_and_says_why_others_are_skippe
         assert rows[name]["Reads"] == "support"
         assert [r["one_shot"][name]["metrics"] for r in seeds] != [r["standard"][name]["metrics"] for r in seeds]
     skipped = rows["broken_for_test"]
-    assert skipped["Notes"] == "skipped: needs retain data next to the forget images (a full-data method)"
+    assert skipped["Notes"] == "skipped: reads the full forget set only"
     assert skipped["Forget mAP ↓"] == "–"
     assert all("broken_for_test" not in r["one_shot"] for r in seeds)
     if "retrain" in list_methods():
@@ -147,7 +147,7 @@ def test_formatting_and_one_shot_eligibility() -> None:
     assert bench.one_shot_skip_reason(frozenset({"support", "retain", "test"})) is None  # support-only by design
     assert "full forget set" in bench.one_shot_skip_reason(frozenset({"forget"}))
     assert "no forget-side" in bench.one_shot_skip_reason(frozenset({"retain"}))
-    assert "retain and test data" in bench.one_shot_skip_reason(frozenset({"forget", "support", "retain", "test"}))
+    assert bench.one_shot_skip_reason(frozenset({"forget", "support", "retain", "test"})) is None  # S2 marks retain access
 
 
 @pytest.mark.fast

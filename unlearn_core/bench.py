@@ -114,17 +114,13 @@ class BenchConfig:
 def one_shot_skip_reason(needs: frozenset[str]) -> str | None:
     """Why a method with these data needs does not belong in the one-shot table (None: it does).
 
-    S2 §5.1: only methods that unlearn from the support sample alone apply. Read from ``needs``:
-    a method must read 'support'; one that also reads the full forget set and requires retain or
-    test data is a full-data method (S2 lists those only as references). A method that reads
-    'support' but not 'forget' was built for support samples; its retain/test needs serve its own
-    preparation (MetaUnlearn's meta-training), so it runs.
+    S2 §5.1: a method must unlearn from the support sample (it reads 'support'; in the one-shot
+    request the forget set is absent). Whether it also reads retain data is what the "Reads" column
+    says, as S2's Tables 1-4 mark it in their "access to dataset" column (Bad Teacher and SCRUB
+    read retain data and sit in the same tables as the data-free methods).
     """
     if "support" not in needs:
         return "reads the full forget set only" if "forget" in needs else "reads no forget-side data"
-    extra = sorted(needs & {"retain", "test"})
-    if "forget" in needs and extra:
-        return f"needs {' and '.join(extra)} data next to the forget images (a full-data method)"
     return None
 
 
