@@ -28,12 +28,12 @@ import torch
 from gradio.data_classes import ImageData
 
 from unlearn_core import viz
+from unlearn_core.audit import audit
 from unlearn_core.data import load_gallery, make_split, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError, whole_number
-from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, baseline, forget_me, split_extra_photos
+from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, forget_me, split_extra_photos
 from unlearn_core.methods import create_method, list_methods, method_class, preset_params
-from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
-from unlearn_core.privacy import privacy_audit
+from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device
 
 try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
     import spaces
@@ -429,7 +429,9 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
                 ws = Workspace(config, report_progress, gallery=folder_gallery)
         else:
             ws = POOL.get(config, report_progress)
-        report, models = _audit(ws, audit_configs, with_retrain, report_progress)
+        result = audit(ws, audit_configs, with_retrain=with_retrain, privacy=with_retrain, progress=report_progress)
+        report = result.to_json()
+        models = {"before": ws.original, **{m: run.model for m, run in result.runs.items()}}
         report_progress(0.9, "drawing the maps")
         maps = viz.audit_maps(ws, models, projections, seed=config.seed) if projections else {}
     except UnlearnError as err:
@@ -449,31 +451,6 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
                       + "".join(f" {note}" for note in notes))
     state = uploads.attach_to({"report": {**report, "flow": "audit"}, "models": {m: _fingerprint(models[m]) for m in methods}})
     return status, table, maps.get("tsne"), maps.get("umap"), roc, galleries, privacy, download, state
-
-
-def _audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool,
-           progress: Callable[[float, str], None]) -> tuple[dict, dict]:
-    before = baseline(ws)
-    report: dict[str, Any] = {
-        "dataset": ws.gallery.name, "device": device_name(ws.device), "backbone": ws.backbone.name,
-        "train_from": ws.backbone.stage_names[ws.start], "seed": ws.config.seed,
-        "forget_identities": ws.identity_names(ws.forget_classes), "n_retain_identities": len(ws.split.retain_ids),
-        "n_images": {p: len(d) for p, d in ws.parts.items()}, "before": before, "runs": {},
-        "workspace": dataclasses.asdict(ws.config),
-    }
-    models: dict[str, Any] = {"before": ws.original}
-    if with_retrain:
-        progress(0.1, "training the retrain reference (cached afterwards)")
-        report["retrain"] = ws.evaluate(ws.retrain_model(progress))
-    for i, config in enumerate(configs):
-        step = lambda f, m, i=i: progress(0.15 + 0.7 * (i + f) / len(configs), m)
-        model, result = run_method(ws, config, step)
-        if with_retrain:
-            progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}")
-            result["privacy"] = privacy_audit(ws, model)
-        models[config.method] = model
-        report["runs"][config.method] = result
-    return report, models
 
 
 # -- layout ---------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 
 from unlearn_core import viz
 from unlearn_core.attacks import ScoreAttack, attack_class
-from unlearn_core.pipeline import AuditConfig, Workspace, run_audit
+from unlearn_core.audit import run_audit
+from unlearn_core.pipeline import AuditConfig, Workspace
 from unlearn_core.privacy import REPORTED_ATTACKS, format_privacy_table, privacy_audit
 
 SCORE_ATTACKS = [a for a in REPORTED_ATTACKS if issubclass(attack_class(a), ScoreAttack)]

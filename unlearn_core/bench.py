@@ -3,7 +3,7 @@ S2 Tables 1-4.
 
 One ``Workspace`` per seed (each seed samples a different forget set, as S0 §5.3 averages over
 three forget sets); on it the original model is evaluated, then every method runs through
-``run_method`` in the standard setting (full forget set) and, when it can work from a support
+``audit.audit`` in the standard setting (full forget set) and, when it can work from a support
 sample, in the one-shot setting (one image per forget identity, S2 §3). ``retrain`` (when
 registered) is the reference: the speed-up column is its unlearning time over each method's, and
 ToW (S2 Eq. 7) compares each method's mAP with its mAP.
@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audit import audit
 from .errors import InvalidParameter
 from .features import PARTS
 from .methods import create_method, list_methods, method_class
-from .pipeline import PROTOCOLS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name, run_method
+from .pipeline import PROTOCOLS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name
 
 
 @dataclass(frozen=True)
@@ -143,14 +144,14 @@ def _run(ws: Workspace, name: str, cap: int | None, setting: str, progress: Prog
     wall, cpu = time.perf_counter(), time.process_time()
     config = AuditConfig(method=name, iterations=cap, one_shot=setting == "one_shot", gallery_assisted=setting == "gallery_assisted")
     try:
-        _, report = run_method(ws, config, progress)
+        result = audit(ws, [config], progress=progress).runs[name]
     except Exception as err:
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=-4)}
-    timing = report["timing_s"]
-    run = {"metrics": report["after"], "seconds": timing.get("request", timing["unlearn"]), "iterations_run": report["iterations_run"],
+    timing = result.timing_s
+    run = {"metrics": result.after, "seconds": timing.get("request", timing["unlearn"]), "iterations_run": result.iterations_run,
            "run_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-    if "find" in report:
-        run.update(find={k: report["find"][k] for k in ("n_found", "n_present", "precision", "recall")}, before=report["before"])
+    if result.find is not None:
+        run.update(find={k: result.find[k] for k in ("n_found", "n_present", "precision", "recall")}, before=result.before)
     return run
 
 

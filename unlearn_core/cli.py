@@ -14,12 +14,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .audit import run_audit
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
 from .errors import UnlearnError
 from .faces import load_image
 from .forget_me import FORGET_ME_PRESET, ForgetMeConfig, forget_me
 from .methods import create_method, list_methods, method_class, preset_params
-from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, run_audit
+from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig
 from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")

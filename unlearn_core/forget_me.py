@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,16 +114,6 @@ def align_visitor(portrait: ImageSource, groups: dict[str, Sequence[ImageSource]
     return face, chips, notes
 
 
-_BASELINES: weakref.WeakKeyDictionary[Workspace, dict] = weakref.WeakKeyDictionary()
-
-
-def baseline(ws: Workspace) -> dict[str, dict[str, float]]:
-    """``ws.evaluate(ws.original)``, computed once per workspace."""
-    if ws not in _BASELINES:
-        _BASELINES[ws] = ws.evaluate(ws.original)
-    return _BASELINES[ws]
-
-
 def enrol(ws: Workspace, support: FaceData) -> FaceModel:
     """A per-session copy of the original model with the visitor as one more identity: its head
     row is their mean raw embedding (as the original head was initialised from class means)."""
@@ -212,7 +201,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     views = {"before": ("before", set()), "after": ("after", set()), "after_deletion": ("after", deleted)}
     evaluation = {name: _visitor_view(ws, models[when], embedded[when], visitor_photos, len(checks), names, config.k, drop)
                   for name, (when, drop) in views.items()}
-    retain = {"before": baseline(ws)["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
+    retain = {"before": ws.baseline()["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
     mia = membership_verdict(ws, models, embedded, concat_face_data([selfie, checks]))
     known = [int(c) for c in matched if c != label]
     gallery_identities = {name: _identity_check(ws, embedded, c, selfie_emb[0], config.k)

@@ -29,7 +29,6 @@ from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroid_accuracy, centroids, compactness, retrieval
 from .model import CosFaceHead, FaceModel
-from .privacy import privacy_audit
 from .train import TrainConfig, train_cosface
 from .types import Progress
 
@@ -133,6 +132,7 @@ class Workspace:
         self._retrain: FaceModel | None = None
         self._finders: dict[float, Finder] = {}
         self._original_embeddings: dict[str, np.ndarray] = {}
+        self._baseline: dict[str, dict[str, float]] | None = None
 
     # -- data ---------------------------------------------------------------------------------
     def _align(self, progress: Progress) -> None:
@@ -304,6 +304,12 @@ class Workspace:
             return np.zeros((0, self.backbone.embed_dim), np.float32)
         return torch.cat([model.embed(data.inputs[i : i + 512]) for i in range(0, len(data), 512)]).cpu().numpy()
 
+    def baseline(self) -> dict[str, dict[str, float]]:
+        """``evaluate(original)``, computed once (the original model never changes)."""
+        if self._baseline is None:
+            self._baseline = self.evaluate(self.original)
+        return self._baseline
+
     def evaluate(self, model: FaceModel, exclude: np.ndarray | None = None,
                  embeddings: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
         """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3).
@@ -406,35 +412,3 @@ def run_method(ws: Workspace, config: AuditConfig, progress: Progress | None = N
         report["find"] = find.to_json()
         report["before"] = ws.evaluate(ws.original, exclude)  # the same photos as "after": the selfies left out
     return model, report
-
-
-def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: Workspace | None = None) -> dict[str, Any]:
-    """The whole audit for one method, as the JSON-serialisable report the CLI and UI share."""
-    started = time.perf_counter()
-    ws = workspace or Workspace(config.workspace, progress)
-    before = ws.evaluate(ws.original)
-    model, result = run_method(ws, config, progress)
-    before = result.pop("before", before)
-    wc = ws.config
-    report = {
-        "method": config.method,
-        "dataset": ws.gallery.name,
-        "backbone": ws.backbone.name,
-        "device": device_name(ws.device),
-        "train_from": ws.backbone.stage_names[ws.start],
-        "seed": wc.seed,
-        "forget_identities": ws.identity_names(ws.forget_classes),
-        "n_retain_identities": len(ws.split.retain_ids),
-        "n_images": {p: len(ws.parts[p]) for p in PARTS},
-        "n_without_face": ws.n_without_face,
-        **{k: v for k, v in result.items() if k not in ("method", "timing_s", "after")},
-        "timing_s": {**{k: round(v, 3) for k, v in ws.timing.items()}, **{k: round(v, 3) for k, v in result["timing_s"].items()}},
-        "before": before,
-        "after": result["after"],
-    }
-    if config.privacy:
-        privacy_started = time.perf_counter()
-        report["privacy"] = privacy_audit(ws, model)
-        report["timing_s"]["privacy"] = round(time.perf_counter() - privacy_started, 3)
-    report["timing_s"]["total"] = round(time.perf_counter() - started, 3)
-    return report
