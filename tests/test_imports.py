@@ -57,3 +57,10 @@ def test_privacy_and_attacks_never_name_the_pipeline():
     for path in [PACKAGE / "privacy.py", *sorted((PACKAGE / "attacks").glob("*.py"))]:
         bad = [m for m in imported_modules(path) if m.startswith(("unlearn_core.pipeline", "unlearn_core.forget_me"))]
         assert not bad, (path.name, bad)
+
+
+def test_the_core_flows_do_not_load_the_display_layer():
+    """``forget_me`` and ``audit`` are core: they must not pull in ``viz`` (plotly)."""
+    result = python("import sys, unlearn_core.forget_me, unlearn_core.audit; "
+                    "bad = sorted(m for m in sys.modules if m == 'unlearn_core.viz' or m.startswith('plotly')); assert not bad, bad")
+    assert result.returncode == 0, result.stderr

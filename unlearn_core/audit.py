@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .methods import method_class
 from .model import FaceModel
 from .pipeline import AuditConfig, Workspace, device_name, run_method
 from .privacy import privacy_audit
@@ -31,12 +32,14 @@ class MethodRun:
     """The original model on the same photos as ``after`` (gallery-assisted: the selfies left out)."""
     after: Metrics
     model: FaceModel = field(repr=False)
+    budget_counts: str | None = None
+    """What the ``iterations`` cap counted for this method (None: closed form, no budget)."""
     find: dict[str, Any] | None = None
     privacy: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
-        return {k: v for k, v in out.items() if v is not None or k == "iterations_run"}
+        return {k: v for k, v in out.items() if v is not None or k in ("iterations_run", "budget_counts")}
 
 
 @dataclass
@@ -99,7 +102,7 @@ def audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool = False,
         model, result = run_method(ws, config, step)
         run = MethodRun(method=config.method, params=result["params"], protocol=result["protocol"], iterations_run=result["iterations_run"],
                         timing_s=result["timing_s"], before=result.get("before", report.before), after=result["after"], model=model,
-                        find=result.get("find"))
+                        budget_counts=method_class(config.method).budget_counts, find=result.get("find"))
         if privacy:
             progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}")
             started = time.perf_counter()

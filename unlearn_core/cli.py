@@ -173,6 +173,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         cls = method_class(name)
         print(f"{name:<20}{cls.summary}")
         if args.verbose:
+            print(f"    budget: {cls.budget_counts or 'none (closed form)'}")
             for pname, spec in cls.parameters().items():
                 bounds = f"{spec['choices']}" if spec["choices"] else f"[{spec['low']}, {spec['high']}]"
                 print(f"    {pname:<16}default {spec['default']!r:<10} {bounds:<20} {spec['help']}")

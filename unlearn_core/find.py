@@ -27,14 +27,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import InvalidParameter
+from .metrics import unit_rows
 
 FALSE_MATCHES_PER_SEARCH = 0.01
 """Default budget: expected photos of other people taken by one search (the false-match rate
 per pair is this over the number of photos searched, so larger holdings get stricter thresholds)."""
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ def calibrate(queries: np.ndarray, query_labels: np.ndarray, candidates: np.ndar
     (pairs of a photo with itself, by id, are left out)."""
     if not 0 < target_fmr < 1:
         raise InvalidParameter(f"target_fmr must be in (0, 1), got {target_fmr!r}")
-    sims = _unit(queries) @ _unit(candidates).T
+    sims = unit_rows(queries) @ unit_rows(candidates).T
     genuine_mask, impostor_mask = _pair_masks(query_labels, candidate_labels, query_ids, candidate_ids)
     impostor, genuine = sims[impostor_mask], sims[genuine_mask]
     if len(impostor) == 0 or len(genuine) == 0:
@@ -91,14 +88,14 @@ def find_matches(selfies: np.ndarray, candidates: np.ndarray, threshold: float) 
     with those scores."""
     if len(candidates) == 0:
         return np.zeros(0, np.int64), np.zeros(0)
-    scores = (_unit(np.atleast_2d(selfies)) @ _unit(candidates).T).max(0)
+    scores = (unit_rows(np.atleast_2d(selfies)) @ unit_rows(candidates).T).max(0)
     found = np.flatnonzero(scores >= threshold)
     order = np.argsort(-scores[found])
     return found[order], scores[found][order]
 
 
 def _centroid(selfies: np.ndarray, found: np.ndarray) -> np.ndarray:
-    return _unit(np.concatenate([_unit(np.atleast_2d(selfies)), _unit(found)]).mean(0, keepdims=True))
+    return unit_rows(np.concatenate([unit_rows(np.atleast_2d(selfies)), unit_rows(found)]).mean(0, keepdims=True))
 
 
 @dataclass(frozen=True)
@@ -146,7 +143,7 @@ class Finder:
         rows = np.flatnonzero(np.isin(template_labels, candidates))
         if len(rows) == 0:
             return rows
-        scores = (_unit(np.atleast_2d(selfies)) @ _unit(templates[rows]).T).max(0)
+        scores = (unit_rows(np.atleast_2d(selfies)) @ unit_rows(templates[rows]).T).max(0)
         return template_labels[rows[[int(np.argmax(scores))]]]
 
     def find(self, selfies: np.ndarray, photos: np.ndarray) -> np.ndarray:

@@ -33,11 +33,10 @@ from .faces import AlignedFace, ImageSource, align_portrait
 from .features import GALLERY_PARTS, FaceData, augment_chips
 from .find import FindOutcome
 from .methods import Budget, UnlearnRequest, create_method, preset_params
-from .metrics import compactness, retrieval
+from .metrics import RetrievalRow, compactness, retrieval, top_k, unit_rows
 from .model import FaceModel
 from .pipeline import RECOMMENDED, Workspace, concat_face_data, device_name
 from .types import Progress
-from .viz import RetrievalRow, top_k
 
 VISITOR = "you"
 MAX_EXTRA_PHOTOS = 10
@@ -163,7 +162,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     held_emb = ws.embed_data(model_before, held)
     templates, classes = ws.identity_templates()
     if len(held):  # the visitor's enrolled photos form one more labelled identity
-        templates = np.concatenate([templates, _unit_mean(held_emb)])
+        templates = np.concatenate([templates, unit_rows(held_emb.mean(0, keepdims=True))])
         classes = np.append(classes, label)
     trained = [ws.parts.forget_train, ws.parts.retain_train, held]
     trained_labels = np.concatenate([d.labels.cpu().numpy() for d in trained])
@@ -252,11 +251,6 @@ def _identity_check(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], l
         out[when] = {"mAP": metrics["mAP"], "rank1": metrics["rank1"], f"clean_top{k}": 1.0 - metrics[f"rank{k}"],
                      "n_queries": metrics["n_queries"]}
     return out
-
-
-def _unit_mean(embeddings: np.ndarray) -> np.ndarray:
-    mean = embeddings.mean(0, keepdims=True)
-    return mean / np.linalg.norm(mean)
 
 
 def take_rows(parts: list[FaceData], rows: np.ndarray) -> FaceData:

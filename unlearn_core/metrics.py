@@ -4,11 +4,17 @@ Embeddings are L2-normalised rows; similarity is cosine.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from .errors import InvalidParameter
 
-def _normalise(x: np.ndarray) -> np.ndarray:
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (cosine similarity is then a dot product)."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
@@ -21,7 +27,7 @@ def retrieval(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, 
     same image) is removed from that query's ranking (exact self-matches removed, S0 §5.2).
     Queries with no positive left in the gallery are not scored; ``n_queries`` counts the scored.
     """
-    sims = _normalise(query) @ _normalise(gallery).T
+    sims = unit_rows(query) @ unit_rows(gallery).T
     positives = query_labels[:, None] == gallery_labels[None, :]
     valid = np.ones_like(positives)
     if query_ids is not None and gallery_ids is not None:
@@ -45,7 +51,7 @@ def retrieval(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, 
 def compactness(embeddings: np.ndarray, labels: np.ndarray, identities: np.ndarray | None = None) -> float:
     """Cluster Compactness Score (S0 Eq. 10): mean over identities of the mean pairwise cosine
     between distinct images of that identity. Identities with a single image are skipped."""
-    x = _normalise(embeddings)
+    x = unit_rows(embeddings)
     scores = []
     for p in (np.unique(labels) if identities is None else identities):
         members = x[labels == p]
@@ -60,8 +66,8 @@ def compactness(embeddings: np.ndarray, labels: np.ndarray, identities: np.ndarr
 def centroids(embeddings: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Normalised mean embedding per class (zero rows for absent classes)."""
     sums = np.zeros((n_classes, embeddings.shape[1]))
-    np.add.at(sums, labels, _normalise(embeddings))
-    return _normalise(sums)
+    np.add.at(sums, labels, unit_rows(embeddings))
+    return unit_rows(sums)
 
 
 def centroid_accuracy(test: np.ndarray, test_labels: np.ndarray, class_centroids: np.ndarray) -> float:
@@ -72,15 +78,49 @@ def centroid_accuracy(test: np.ndarray, test_labels: np.ndarray, class_centroids
     """
     if len(test) == 0:
         return float("nan")
-    predicted = np.argmax(_normalise(test) @ class_centroids.T, axis=1)
+    predicted = np.argmax(unit_rows(test) @ class_centroids.T, axis=1)
     return float(np.mean(predicted == test_labels))
 
 
 def mean_cross_identity_cosine(embeddings: np.ndarray, labels: np.ndarray, max_pairs: int = 200_000, seed: int = 0) -> float:
     """Mean cosine between images of different identities (a centring diagnostic)."""
     rng = np.random.default_rng(seed)
-    x = _normalise(embeddings)
+    x = unit_rows(embeddings)
     i = rng.integers(len(x), size=max_pairs)
     j = rng.integers(len(x), size=max_pairs)
     keep = labels[i] != labels[j]
     return float(np.mean(np.sum(x[i[keep]] * x[j[keep]], axis=1)))
+
+
+# -- top-k retrieval --------------------------------------------------------------------------
+@dataclass
+class Hit:
+    chip: np.ndarray
+    similarity: float
+    correct: bool
+    name: str
+
+
+@dataclass
+class RetrievalRow:
+    query_chip: np.ndarray
+    query_name: str
+    hits: list[Hit]
+
+
+def top_k(query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, gallery: np.ndarray,
+          gallery_labels: np.ndarray, gallery_ids: np.ndarray, query_chips: np.ndarray, gallery_chips: np.ndarray,
+          names: Sequence[str], k: int = 5) -> list[RetrievalRow]:
+    """The ``k`` most similar gallery images for each query (cosine), the query's own image
+    excluded; a hit is correct when it shows the query's identity. Label -1 = an unnamed distractor."""
+    if not 1 <= k <= 50:
+        raise InvalidParameter(f"k must be between 1 and 50, got {k}")
+    sims = unit_rows(query) @ unit_rows(gallery).T
+    sims[query_ids[:, None] == gallery_ids[None, :]] = -np.inf
+    rows = []
+    for q, sim in enumerate(sims):
+        order = [j for j in np.argsort(-sim, kind="stable")[:k] if np.isfinite(sim[j])]
+        hits = [Hit(gallery_chips[j], float(sim[j]), bool(gallery_labels[j] == query_labels[q]),
+                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for j in order]
+        rows.append(RetrievalRow(query_chips[q], names[query_labels[q]], hits))
+    return rows

@@ -10,7 +10,6 @@ import io
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from .errors import InvalidParameter
+from .metrics import RetrievalRow, top_k
 from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
 
 METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."),
@@ -104,44 +104,6 @@ def _palette(n: int) -> list[str]:
 
     base = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
     return [base[i % len(base)] for i in range(max(n, 1))]
-
-
-# -- top-k retrieval --------------------------------------------------------------------------
-@dataclass
-class Hit:
-    chip: np.ndarray
-    similarity: float
-    correct: bool
-    name: str
-
-
-@dataclass
-class RetrievalRow:
-    query_chip: np.ndarray
-    query_name: str
-    hits: list[Hit]
-
-
-def top_k(query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, gallery: np.ndarray,
-          gallery_labels: np.ndarray, gallery_ids: np.ndarray, query_chips: np.ndarray, gallery_chips: np.ndarray,
-          names: Sequence[str], k: int = 5) -> list[RetrievalRow]:
-    """The ``k`` most similar gallery images for each query (cosine), the query's own image
-    excluded; a hit is correct when it shows the query's identity. Label -1 = an unnamed distractor."""
-    if not 1 <= k <= 50:
-        raise InvalidParameter(f"k must be between 1 and 50, got {k}")
-    sims = _unit(query) @ _unit(gallery).T
-    sims[query_ids[:, None] == gallery_ids[None, :]] = -np.inf
-    rows = []
-    for q, sim in enumerate(sims):
-        order = [j for j in np.argsort(-sim, kind="stable")[:k] if np.isfinite(sim[j])]
-        hits = [Hit(gallery_chips[j], float(sim[j]), bool(gallery_labels[j] == query_labels[q]),
-                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for j in order]
-        rows.append(RetrievalRow(query_chips[q], names[query_labels[q]], hits))
-    return rows
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def image_uri(chip: np.ndarray, size: int = 96) -> str:

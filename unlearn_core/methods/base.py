@@ -76,7 +76,8 @@ class UnlearnRequest:
 
 @dataclass
 class Budget:
-    """Stop after ``iterations`` steps or ``seconds`` wall time, whichever comes first."""
+    """Stop after ``iterations`` or ``seconds`` wall time, whichever comes first. What an
+    iteration is, and whether a method takes a budget at all, is the method's ``budget_counts``."""
 
     iterations: int | None = None
     seconds: float | None = None
@@ -94,6 +95,9 @@ class UnlearningMethod(ABC):
     """True when the method reads the model's CosFace identity head (logits, class weights)."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     """Named, measured parameter sets beyond the defaults, offered by the CLI (``--preset``) and the app."""
+    budget_counts: ClassVar[str | None] = None
+    """What ``Budget.iterations`` caps for this method (e.g. "optimisation steps"); None: a
+    closed-form method that takes no budget (its result does not depend on one)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -180,6 +184,8 @@ class IterativeMethod(UnlearningMethod):
     Optional early stopping (``stop_cs``) checks the forget identities' compactness on the
     forget training images every ``check_every`` steps and stops once it is at or below target.
     """
+
+    budget_counts = "optimisation steps (Budget.seconds also stops the loop)"
 
     iterations: int = param(1000, 1, 100_000, "optimisation steps")
     lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate")

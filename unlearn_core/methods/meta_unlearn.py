@@ -82,6 +82,7 @@ class MetaUnlearn(UnlearningMethod):
     summary = "Meta-learned loss; unlearns from one support image per identity in one step (S2)"
     requires_head = True
     needs = frozenset({"support", "retain", "test"})
+    budget_counts = "meta-iterations (simulated requests; they cap ``meta_iterations``, Budget.seconds also stops them)"
 
     meta_iterations: int = param(20, 1, 100_000, "simulated unlearning requests for meta-training")
     meta_lr: float = param(1e-4, 1e-6, 10.0, "eta: learning rate of the (simulated and real) unlearning step")

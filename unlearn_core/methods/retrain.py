@@ -28,6 +28,7 @@ class Retrain(UnlearningMethod):
     summary = "Fine-tune the pretrained embedder on retained identities only (the gold standard)"
     requires_head = True
     needs = frozenset({"retain"})
+    budget_counts = "optimisation steps of the fine-tuning (they cap ``epochs``; Budget.seconds is not checked)"
 
     epochs: float = param(10.0, 0.01, 1000.0, "passes over the retained images")
     lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate (linearly decayed to 0)")
