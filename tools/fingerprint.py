@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from unlearn_core.cli import parse_params
 from unlearn_core.methods import Budget, create_method
-from unlearn_core.methods.projection import embedding_layer
+from unlearn_core.methods.projection import embedding_layer, shrunk_second_moment
 from unlearn_core.pipeline import Workspace, WorkspaceConfig
 
 
@@ -39,8 +39,7 @@ def main() -> None:
     method = create_method("projection", **parse_params(args.param))
     model = method.unlearn(ws.original, ws.request(one_shot=args.one_shot, seed=args.seed), Budget(), seed=args.seed)
     retained = raw_embeddings(ws.original, ws.parts.retain_train)
-    moment = retained.T @ retained / len(retained)
-    moment = moment + method.shrinkage * moment.trace() / len(moment) * torch.eye(len(moment), dtype=moment.dtype)
+    moment = shrunk_second_moment(retained, method.shrinkage)
     directions, forgotten = [], []
     for part, flag in ((ws.parts.forget_test, 1), (ws.parts.retain_test, 0)):
         emb, labels = raw_embeddings(ws.original, part), part.labels.numpy()

@@ -32,7 +32,8 @@ from .audit import audit
 from .errors import InvalidParameter
 from .features import PARTS
 from .methods import create_method, list_methods, method_class
-from .pipeline import PROTOCOLS, AuditConfig, Progress, Workspace, WorkspaceConfig, device_name
+from .pipeline import PROTOCOLS, AuditConfig, Workspace, WorkspaceConfig, device_name
+from .types import Progress
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def augment_chips(chips: np.ndarray, generator: torch.Generator, strength: float
     (+-0.3), optional grayscale (p=0.2). Returns float chips (N, S, S, 3) in 0..255.
     """
     x = torch.as_tensor(chips).float().permute(0, 3, 1, 2) / 255.0
-    n, _, _size, _ = x.shape
+    n = len(x)
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=generator)

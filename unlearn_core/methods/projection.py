@@ -107,6 +107,12 @@ def identity_directions(model: FaceModel, data: FaceData, classes: list[int], en
     return torch.stack(rows)
 
 
+def shrunk_second_moment(raw: torch.Tensor, shrinkage: float) -> torch.Tensor:
+    """``(1 - shrinkage) E[e e^T] + shrinkage tr(E[e e^T]) / d I`` over the rows ``e`` of ``raw``."""
+    moment = raw.T @ raw / len(raw)
+    return (1 - shrinkage) * moment + shrinkage * moment.trace() / len(moment) * torch.eye(len(moment), dtype=moment.dtype)
+
+
 def tail_readout(weight: torch.Tensor, basis: torch.Tensor, generator: torch.Generator, tail: float = 0.01) -> torch.Tensor:
     """What to add back to ``(I - QQ^T) W`` so the removed directions (columns of ``basis``) look like
     the layer's own dead directions: ``Q U S' V^T`` where ``Q^T W = U S V^T`` and ``S'`` are drawn
@@ -161,13 +167,13 @@ class Projection(UnlearningMethod):
                                          self.use_head, self.rank)
         basis = torch.linalg.qr(directions.T.double()).Q  # d_out x k, orthonormal
         readout = basis if self.readout == "orthogonal" else self._least_used(model, request, basis)
+        null = torch.linalg.qr(readout).Q.to(layer.weight.dtype)  # the edited layer's left null space: span(R)
         with torch.no_grad():
             # keep = I - Q (R^T Q)^-1 R^T: kills span(Q) (keep Q = 0); with R = Q the orthogonal projection
             keep = torch.eye(basis.shape[0], dtype=basis.dtype) - basis @ torch.linalg.solve(readout.T @ basis, readout.T)
             keep = keep.to(layer.weight)
             weight = keep @ layer.weight
-            if self.refill == "tail":  # the edited layer's left null space is span(R)
-                null = torch.linalg.qr(readout).Q.to(layer.weight.dtype)
+            if self.refill == "tail":
                 weight = weight + tail_readout(layer.weight.cpu(), null.cpu(), generator).to(weight)
             layer.weight.copy_(weight)
             if layer.bias is not None:
@@ -175,7 +181,7 @@ class Projection(UnlearningMethod):
             if model.head is not None:
                 self._redraw_head_rows(model, request.forget_classes, generator)
         self.n_directions_ = basis.shape[1]
-        self.removed_basis_ = torch.linalg.qr(readout).Q.to(layer.weight.dtype).cpu()
+        self.removed_basis_ = null.cpu()
         progress(1.0, f"projection: removed {basis.shape[1]} directions")
 
     @torch.no_grad()
@@ -184,9 +190,7 @@ class Projection(UnlearningMethod):
         read-outs that remove span(Q), the one that moves retained embeddings least in mean square."""
         retain = request.retain
         raw = torch.cat([model(retain.inputs[i:i + 512].to(model.device)) for i in range(0, len(retain), 512)]).double().cpu()
-        moment = raw.T @ raw / len(raw)
-        moment = (1 - self.shrinkage) * moment + self.shrinkage * moment.trace() / len(moment) * torch.eye(len(moment), dtype=moment.dtype)
-        return torch.linalg.solve(moment, basis)
+        return torch.linalg.solve(shrunk_second_moment(raw, self.shrinkage), basis)
 
     @staticmethod
     def _redraw_head_rows(model: FaceModel, classes: list[int], generator: torch.Generator) -> None:
