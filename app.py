@@ -570,7 +570,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
             with gr.Column(scale=1):
                 choices = [*galleries, "Uploaded zip"]
                 au_gallery = gr.Radio(choices, value=choices[0], label="Gallery")
-                au_zip = gr.File(label="Gallery zip (<identity>/<image> folders)", file_types=[".zip"], type="filepath")
+                au_zip = gr.File(label="Gallery zip (<identity>/<image> folders)", file_types=[".zip"], type="filepath", elem_id="au-zip")
                 au_names = gr.Textbox(label="Identities to forget (comma-separated; empty = random by seed)")
                 au_n_forget = gr.Slider(1, 20, value=settings.n_forget, step=1, label="Random identities to forget")
                 au_n_retain = gr.Slider(2, 300, value=settings.n_retain, step=1, label="Retain identities")

@@ -123,8 +123,9 @@ def test_both_flows_run_again_with_the_same_uploads(server, uploads_once, tmp_pa
     assert stored_photos(uploads) == [], "Gradio's copies are deleted at once; the bytes live in the session's memory"
     assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4}
     gallery = handle_file(str(few_photos_zip(tmp_path / "gallery.zip")))
-    for _ in range(2):  # a gallery with 5 photos per person: the zip default (4) admits everyone
-        status, _table, *_ = client.predict("Uploaded zip", gallery, "", 3, 24, 0, 0, ["dispersion"], 3, "", False, False, [],
+    for with_retrain in (False, True):  # a gallery with 5 photos per person: the zip default (4) admits everyone
+        # the retrain reference is trained after the zip's temporary folder is gone: the workspace works from memory
+        status, _table, *_ = client.predict("Uploaded zip", gallery, "", 3, 24, 0, 0, ["dispersion"], 3, "", False, with_retrain, [],
                                            api_name="/audit")
         assert status.startswith("✅") and "Audit of 3 identities on zip" in status, status
     assert client.predict(api_name="/session_info")["uploads"] == {"forget_me": 4, "audit": 1}

@@ -1,7 +1,7 @@
 """A real browser (Debian's chromium, driven by Playwright) uses the app like a visitor: uploads a
 real LFW portrait, runs the fast default method twice (the second time on the same upload, whose
-file the app has deleted), and then a reviewer's audit; the galleries, plots and metrics must
-appear. Screenshots go to ``test-output/`` (gitignored).
+file the app has deleted), then a reviewer's audit on LFW and one on their own gallery (a zip
+with 5 photos per person); the galleries, plots and metrics must appear. Screenshots go to ``test-output/`` (gitignored).
 
 The browser is the first of ``BROWSERS`` on the PATH; without one the test fails and says how to
 install it (``make test`` installs Debian's chromium when it runs as root on a machine without one)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
-from test_app_api import LFW
+from test_app_api import LFW, few_photos_zip
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +50,7 @@ def find_chromium() -> str:
     pytest.fail(f"no chromium found on the PATH (looked for {', '.join(BROWSERS)}); install it: {INSTALL}", pytrace=False)
 
 
-def test_forget_me_and_audit_in_chromium(server):
+def test_forget_me_and_audit_in_chromium(server, tmp_path):
     chromium = find_chromium()
     url, _ = server
     OUTPUT.mkdir(exist_ok=True)
@@ -84,5 +84,15 @@ def test_forget_me_and_audit_in_chromium(server):
         assert visible_count(page, "#au-galleries .uc-hit") >= 10
         assert "Streisand" in page.locator("#au-privacy").inner_text()
         page.screenshot(path=str(OUTPUT / "audit.png"), full_page=True)
+        # a reviewer's own gallery: 10 people with 5 photos each, on the tab's defaults (4 to forget)
+        page.get_by_label("Uploaded zip").check()
+        page.locator("#au-zip input[type=file]").set_input_files(str(few_photos_zip(tmp_path / "gallery.zip")))
+        page.wait_for_selector("#au-zip :text('gallery.zip')", timeout=30_000)
+        run(page, "#audit-button", "#au-status")
+        assert page.locator("[data-testid=status-tracker] .error").count() == 0, "the audit of the zip gallery failed"
+        wait_for_text(page, "#au-status", "Audit of 4 identities on zip", 10)
+        assert "dispersion" in page.locator("#au-table table").inner_text()
+        assert visible_count(page, "#au-galleries .uc-hit") >= 10
+        page.screenshot(path=str(OUTPUT / "audit-zip.png"), full_page=True)
         browser.close()
     assert errors == []

@@ -114,6 +114,8 @@ class Workspace:
         train_from = config.train_from if config.train_from != "auto" else ("full" if self.device.type == "cuda" else "tail")
         self.start = self.backbone.stage_index(train_from)
         self.gallery = gallery or load_gallery(config.dataset)
+        self.gallery_key = self.gallery.content_key()
+        """Read now: a workspace keeps working from memory after its gallery's files are gone (an uploaded zip's folder)."""
         self.split: Split = make_split(self.gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
                                        max_images_per_identity=config.max_images_per_identity, forget_ids=config.forget_ids,
                                        n_retain=config.n_retain, min_images=config.min_images)
@@ -169,7 +171,7 @@ class Workspace:
     # -- models -------------------------------------------------------------------------------
     def _model_key(self, kind: str, parts: tuple[str, ...]) -> str:
         spec = {
-            "kind": kind, "gallery": self.gallery.content_key(), "backbone": self.backbone.name, "start": self.start,
+            "kind": kind, "gallery": self.gallery_key, "backbone": self.backbone.name, "start": self.start,
             "train": dataclasses.asdict(self.config.train), "seed": self.config.seed,
             "images": [getattr(self.split, p).tolist() for p in parts], "classes": self.classes.tolist(),
         }
