@@ -29,7 +29,7 @@ from gradio.data_classes import ImageData
 
 from unlearn_core import viz
 from unlearn_core.audit import audit
-from unlearn_core.data import load_gallery, make_split, zip_gallery
+from unlearn_core.data import load_gallery, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError, whole_number
 from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, forget_me, split_extra_photos
 from unlearn_core.methods import create_method, list_methods, method_class, preset_params
@@ -514,8 +514,7 @@ def example_portraits(settings: AppSettings, n: int = 4) -> tuple[list[list[str]
     config = settings.workspace()
     try:
         gallery = load_gallery(config.dataset, download_if_missing=False)
-        split = make_split(gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
-                           max_images_per_identity=config.max_images_per_identity, n_retain=config.n_retain, min_images=config.min_images)
+        split = config.split(gallery)
     except UnlearnError:
         return [], []
     paths, labels = [], []

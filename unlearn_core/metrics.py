@@ -4,7 +4,7 @@ Embeddings are L2-normalised rows; similarity is cosine.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +90,37 @@ def mean_cross_identity_cosine(embeddings: np.ndarray, labels: np.ndarray, max_p
     j = rng.integers(len(x), size=max_pairs)
     keep = labels[i] != labels[j]
     return float(np.mean(np.sum(x[i[keep]] * x[j[keep]], axis=1)))
+
+
+def protocol_metrics(emb: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], ids: Mapping[str, np.ndarray], n_classes: int,
+                     head_weights: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3),
+    from each protocol part's embeddings, class labels and gallery image ids (keys: ``forget_train,
+    forget_test, retain_train, retain_test, distractors``).
+
+    ``forget``: forget held-out photos query the gallery of all held-out photos; ``retain``: retain
+    held-out photos query their own; ``forget_extended`` (when there are distractors) adds the
+    one-photo distractor identities to the forget gallery. Centroids come from the training photos;
+    ``head_weights`` (unit rows, one per class) add ``head_acc``, the identity head's accuracy.
+    """
+    class_centroids = centroids(np.concatenate([emb["forget_train"], emb["retain_train"]]),
+                                np.concatenate([labels["forget_train"], labels["retain_train"]]), n_classes)
+
+    def block(queries: str, gallery_parts: tuple[str, ...]) -> dict[str, float]:
+        g_emb = np.concatenate([emb[p] for p in gallery_parts])
+        g_lab = np.concatenate([labels[p] if p != "distractors" else np.full(len(labels[p]), -1) for p in gallery_parts])
+        g_ids = np.concatenate([ids[p] for p in gallery_parts])
+        out = retrieval(emb[queries], labels[queries], g_emb, g_lab, ids[queries], g_ids)
+        out["cs"] = compactness(emb[queries], labels[queries])
+        out["centroid_acc"] = centroid_accuracy(emb[queries], labels[queries], class_centroids)
+        if head_weights is not None:  # forgetting in the classification sense: the head no longer names the person
+            out["head_acc"] = centroid_accuracy(emb[queries], labels[queries], head_weights)
+        return out
+
+    result = {"forget": block("forget_test", ("forget_test", "retain_test")), "retain": block("retain_test", ("retain_test",))}
+    if len(emb["distractors"]):
+        result["forget_extended"] = block("forget_test", ("forget_test", "retain_test", "distractors"))
+    return result
 
 
 # -- top-k retrieval --------------------------------------------------------------------------

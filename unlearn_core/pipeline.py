@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .backbones import Backbone, create_backbone
+from .backbones import Backbone, InputSpec, create_backbone
 from .data import Gallery, Split, load_gallery, make_split
 from .errors import DataUnavailable, InvalidParameter
 from .faces import ChipCache, FaceDetector
 from .features import GALLERY_PARTS, PARTS, FaceData, InputEncoder, Parts
 from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
-from .metrics import centroid_accuracy, centroids, compactness, retrieval
+from .metrics import centroids, protocol_metrics
 from .model import CosFaceHead, FaceModel
 from .train import TrainConfig, train_cosface
 from .types import Progress
@@ -99,6 +99,58 @@ class WorkspaceConfig:
     minimums (LFW 20 to forget / 10 to retain, Olivetti 10 / 4, folders and zips 4)."""
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def split(self, gallery: Gallery) -> Split:
+        """This configuration's protocol split of ``gallery`` (``data.make_split``)."""
+        return make_split(gallery, self.n_forget, self.seed, n_distractors=self.n_distractors, max_images_per_identity=self.max_images_per_identity,
+                          forget_ids=self.forget_ids, n_retain=self.n_retain, min_images=self.min_images)
+
+
+@dataclass
+class AlignedSplit:
+    """A gallery's protocol split with its photos aligned for one ``InputSpec`` (chips cached on
+    disk by content); photos without a detectable face are dropped from the split."""
+
+    gallery: Gallery
+    split: Split
+    inputs: InputSpec
+    chips: dict[int, np.ndarray]
+    detections: dict[int, dict]
+    n_without_face: int
+
+    @classmethod
+    def align(cls, gallery: Gallery, split: Split, inputs: InputSpec, device: torch.device) -> AlignedSplit:
+        cache = ChipCache(cache_dir(), inputs.template, inputs.size)
+        detector = FaceDetector.shared(str(device) if device.type == "cuda" else "cpu")
+        needed = np.unique(np.concatenate([getattr(split, p) for p in PARTS]))
+        chips: dict[int, np.ndarray] = {}
+        detections: dict[int, dict] = {}
+        results = cache.get_many([gallery.sources[i] for i in needed], detector, desc=f"aligning {gallery.name}")
+        for i, (chip, record) in zip(needed, results):
+            detections[int(i)] = record
+            if chip is not None:
+                chips[int(i)] = chip
+        for part in PARTS:
+            setattr(split, part, np.array([i for i in getattr(split, part) if int(i) in chips], dtype=np.int64))
+        if len(split.forget_test) == 0 or len(split.retain_test) == 0:
+            raise DataUnavailable(f"too few faces were detected in {gallery.name} to evaluate")
+        return cls(gallery, split, inputs, chips, detections, len(needed) - len(chips))
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Gallery identity of each head class: the forget identities, then the retained ones."""
+        return np.concatenate([self.split.forget_ids, self.split.retain_ids])
+
+    def labels(self, image_ids: np.ndarray) -> np.ndarray:
+        """Head class of gallery images (-1 for identities outside forget/retain)."""
+        lookup = {int(c): k for k, c in enumerate(self.classes)}
+        return np.array([lookup.get(int(self.gallery.labels[i]), -1) for i in image_ids], dtype=np.int64)
+
+    def part_chips(self, part: str) -> np.ndarray:
+        """The aligned chips of one protocol part, ``(N, size, size, 3)`` uint8."""
+        ids = getattr(self.split, part)
+        size = self.inputs.size
+        return np.stack([self.chips[int(i)] for i in ids]) if len(ids) else np.zeros((0, size, size, 3), np.uint8)
+
 
 class Workspace:
     """Prepared data and the original model for one unlearning protocol."""
@@ -116,13 +168,12 @@ class Workspace:
         self.gallery = gallery or load_gallery(config.dataset)
         self.gallery_key = self.gallery.content_key()
         """Read now: a workspace keeps working from memory after its gallery's files are gone (an uploaded zip's folder)."""
-        self.split: Split = make_split(self.gallery, config.n_forget, config.seed, n_distractors=config.n_distractors,
-                                       max_images_per_identity=config.max_images_per_identity, forget_ids=config.forget_ids,
-                                       n_retain=config.n_retain, min_images=config.min_images)
         progress(0.05, f"aligning faces of {self.gallery.name}")
-        self._align(progress)
+        self.images = AlignedSplit.align(self.gallery, config.split(self.gallery), self.backbone.inputs, self.device)
+        self.split: Split = self.images.split
+        self.n_without_face = self.images.n_without_face
         self.timing["align"] = time.perf_counter() - started
-        self.classes = np.concatenate([self.split.forget_ids, self.split.retain_ids])
+        self.classes = self.images.classes
         self.forget_classes = list(range(len(self.split.forget_ids)))
         self.encoder = InputEncoder(self.backbone, self.start, self.device)
         started = time.perf_counter()
@@ -137,33 +188,12 @@ class Workspace:
         self._baseline: dict[str, dict[str, float]] | None = None
 
     # -- data ---------------------------------------------------------------------------------
-    def _align(self, progress: Progress) -> None:
-        cache = ChipCache(cache_dir(), self.backbone.template, self.backbone.chip_size)
-        detector = FaceDetector.shared(str(self.device) if self.device.type == "cuda" else "cpu")
-        needed = np.unique(np.concatenate([getattr(self.split, p) for p in PARTS]))
-        self.chips: dict[int, np.ndarray] = {}
-        self.detections: dict[int, dict] = {}
-        results = cache.get_many([self.gallery.sources[i] for i in needed], detector, desc=f"aligning {self.gallery.name}")
-        for i, (chip, record) in zip(needed, results):
-            self.detections[int(i)] = record
-            if chip is not None:
-                self.chips[int(i)] = chip
-        for part in PARTS:  # drop images without a detectable face
-            setattr(self.split, part, np.array([i for i in getattr(self.split, part) if int(i) in self.chips], dtype=np.int64))
-        self.n_without_face = len(needed) - len(self.chips)
-        if len(self.split.forget_test) == 0 or len(self.split.retain_test) == 0:
-            raise DataUnavailable(f"too few faces were detected in {self.gallery.name} to evaluate")
-
     def label_of(self, image_ids: np.ndarray) -> np.ndarray:
-        """Head class of gallery images (-1 for identities outside forget/retain)."""
-        lookup = {int(c): k for k, c in enumerate(self.classes)}
-        return np.array([lookup.get(int(self.gallery.labels[i]), -1) for i in image_ids], dtype=np.int64)
+        return self.images.labels(image_ids)
 
     def _face_data(self, part: str) -> FaceData:
         ids = getattr(self.split, part)
-        size = self.backbone.chip_size
-        chips = np.stack([self.chips[int(i)] for i in ids]) if len(ids) else np.zeros((0, size, size, 3), np.uint8)
-        return self.encoder.face_data(chips, self.label_of(ids), ids, desc=f"encoding {part}")
+        return self.encoder.face_data(self.images.part_chips(part), self.label_of(ids), ids, desc=f"encoding {part}")
 
     def identity_names(self, classes: list[int] | np.ndarray) -> list[str]:
         return [self.gallery.identities[int(self.classes[c])] for c in classes]
@@ -314,40 +344,17 @@ class Workspace:
 
     def evaluate(self, model: FaceModel, exclude: np.ndarray | None = None,
                  embeddings: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
-        """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3).
+        """``protocol_metrics`` of ``model`` on this workspace (S0 §5.3), with head accuracy.
         ``exclude``: gallery image ids left out of every query and gallery set (e.g. the selfies
         a gallery-assisted request used, so the check runs on photos the method never saw).
         ``embeddings``: ``self.embeddings(model)`` when already computed."""
         embeddings = embeddings or self.embeddings(model)
         keep = {p: ~np.isin(self.parts[p].image_ids, exclude if exclude is not None else []) for p in PARTS}
-        emb = {p: embeddings[p][keep[p]] for p in PARTS}
-        lab = {p: self.parts[p].labels.cpu().numpy()[keep[p]] for p in PARTS}
-        ids = {p: self.parts[p].image_ids[keep[p]] for p in PARTS}
-        train_emb = np.concatenate([emb["forget_train"], emb["retain_train"]])
-        train_lab = np.concatenate([lab["forget_train"], lab["retain_train"]])
-        class_centroids = centroids(train_emb, train_lab, len(self.classes))
         # the CosFace head predicts the class whose normalised weight is nearest in cosine: the same
         # rule as centroid accuracy, with the head's weights as centroids (no second forward pass)
         head_weights = F.normalize(model.head.weight.detach(), dim=1).cpu().numpy() if model.head is not None else None
-
-        def block(queries: str, gallery_parts: tuple[str, ...]) -> dict[str, float]:
-            g_emb = np.concatenate([emb[p] for p in gallery_parts])
-            g_lab = np.concatenate([lab[p] if p != "distractors" else np.full(len(lab[p]), -1) for p in gallery_parts])
-            g_ids = np.concatenate([ids[p] for p in gallery_parts])
-            out = retrieval(emb[queries], lab[queries], g_emb, g_lab, ids[queries], g_ids)
-            out["cs"] = compactness(emb[queries], lab[queries])
-            out["centroid_acc"] = centroid_accuracy(emb[queries], lab[queries], class_centroids)
-            if head_weights is not None:  # forgetting in the classification sense: the head no longer names the person
-                out["head_acc"] = centroid_accuracy(emb[queries], lab[queries], head_weights)
-            return out
-
-        result = {
-            "forget": block("forget_test", ("forget_test", "retain_test")),
-            "retain": block("retain_test", ("retain_test",)),
-        }
-        if len(self.parts.distractors):
-            result["forget_extended"] = block("forget_test", ("forget_test", "retain_test", "distractors"))
-        return result
+        return protocol_metrics({p: embeddings[p][keep[p]] for p in PARTS}, {p: self.parts[p].labels.cpu().numpy()[keep[p]] for p in PARTS},
+                                {p: self.parts[p].image_ids[keep[p]] for p in PARTS}, len(self.classes), head_weights)
 
 
 def concat_face_data(parts: list[FaceData]) -> FaceData:

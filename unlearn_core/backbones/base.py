@@ -36,23 +36,61 @@ class StagedEmbedder(nn.Module):
         return self.forward_from(x, 0)
 
 
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+                            np.float32)
+"""The 5-point layout of 112x112 ArcFace/InsightFace training crops (left eye, right eye, nose, mouth corners)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How aligned face chips are fed to an embedder.
+
+    Chips are ``size`` x ``size`` RGB, aligned so that the 5 landmarks (left eye, right eye, nose
+    tip, left and right mouth corner) land on ``template`` (chip pixels). The network input is
+    ``(pixel - mean) / std`` per channel in ``colour`` order (values 0..255), laid out ``nchw`` or
+    ``nhwc``, float32.
+    """
+
+    size: int
+    template: np.ndarray
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    colour: str = "rgb"
+    layout: str = "nchw"
+
+    def preprocess(self, chips: torch.Tensor) -> torch.Tensor:
+        """uint8/float RGB chips ``(N, size, size, 3)`` in 0..255 -> the network input."""
+        x = chips.float()
+        if self.colour == "bgr":
+            x = x.flip(-1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device)
+        x = (x - mean) / std
+        return x.permute(0, 3, 1, 2).contiguous() if self.layout == "nchw" else x.contiguous()
+
+
 @dataclass(frozen=True)
 class Backbone:
-    """A pretrained embedder and what it needs to be fed.
-
-    ``template`` holds the 5 landmark positions (left eye, right eye, nose, left and right
-    mouth corner) in chip pixels that the network was trained on; alignment maps onto it.
-    """
+    """A pretrained embedder (stage 0 takes ``inputs.preprocess`` output) and what it needs to be fed."""
 
     name: str
     module: StagedEmbedder
-    chip_size: int
-    template: np.ndarray
-    preprocess: Callable[[torch.Tensor], torch.Tensor]
+    inputs: InputSpec
     embed_dim: int
     tail_start: int
     """Stage index where the CPU fast path starts training (earlier stages are frozen and cached)."""
     stage_names: tuple[str, ...]
+
+    @property
+    def chip_size(self) -> int:
+        return self.inputs.size
+
+    @property
+    def template(self) -> np.ndarray:
+        return self.inputs.template
+
+    def preprocess(self, chips: torch.Tensor) -> torch.Tensor:
+        return self.inputs.preprocess(chips)
 
     def stage_index(self, name_or_index: str | int) -> int:
         """Resolve ``"tail"``, ``"full"``, a stage name or an index to a stage index."""

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import WeightsUnavailable
-from .base import Backbone, StagedEmbedder, register_backbone
+from .base import Backbone, InputSpec, StagedEmbedder, register_backbone
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "dlib_resnet_v1.safetensors"
 CHECKPOINT_SHA256 = "df4458ddd8c30dfb25eacfdbcb2235c509eb02d2667fa5016e92b831e169928d"
@@ -25,6 +25,8 @@ MEAN_RGB = (122.782, 117.001, 104.298)
 # dlib get_face_chip_details(size=150, padding=0.25) in MTCNN's 5-point order:
 # left eye, right eye, nose tip, left mouth corner, right mouth corner (chip pixels).
 TEMPLATE = np.array([[47.5, 46.6], [100.5, 46.6], [74.0, 76.6], [50.4, 103.0], [97.6, 103.0]], np.float32)
+INPUTS = InputSpec(size=150, template=TEMPLATE, mean=MEAN_RGB, std=(256.0, 256.0, 256.0))
+"""dlib's input layer: RGB minus its mean colour, divided by 256."""
 
 
 class ScaledConv(nn.Module):
@@ -148,21 +150,12 @@ def load_checkpoint(path: Path = CHECKPOINT, sha256: str = CHECKPOINT_SHA256) ->
     return model.eval()
 
 
-def preprocess(chips: torch.Tensor) -> torch.Tensor:
-    """uint8/float RGB chips ``(N, 150, 150, 3)`` in 0..255 -> network input ``(N, 3, 150, 150)``."""
-    x = chips.float().permute(0, 3, 1, 2)
-    mean = torch.tensor(MEAN_RGB, dtype=x.dtype, device=x.device)[None, :, None, None]
-    return (x - mean) / 256.0
-
-
 @register_backbone("dlib_resnet")
 def dlib_resnet() -> Backbone:
     return Backbone(
         name="dlib_resnet",
         module=load_checkpoint(),
-        chip_size=150,
-        template=TEMPLATE,
-        preprocess=preprocess,
+        inputs=INPUTS,
         embed_dim=128,
         tail_start=STAGES.index("conv256"),
         stage_names=STAGES,

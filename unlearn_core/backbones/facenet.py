@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import torch
 from torch import nn
 
 from ..errors import WeightsUnavailable
-from .base import Backbone, StagedEmbedder, register_backbone
+from .base import ARCFACE_TEMPLATE, Backbone, InputSpec, StagedEmbedder, register_backbone
 
 # facenet-pytorch's MTCNN crops a box with margin; we align the same 5 points instead, onto the
 # mean landmark layout of 160x160 VGGFace2 training crops (the 112x112 ArcFace template scaled to 160).
-TEMPLATE = np.array([[38.29, 51.70], [73.53, 51.50], [56.03, 71.74], [41.55, 92.37], [70.73, 92.20]], np.float32) * (160 / 112)
+INPUTS = InputSpec(size=160, template=ARCFACE_TEMPLATE * (160 / 112), mean=(127.5,) * 3, std=(128.0,) * 3)
+"""facenet-pytorch's fixed_image_standardization: (x - 127.5) / 128."""
 STAGES = ("stem", "block35", "block17", "block8", "embed")
 
 
@@ -31,11 +30,6 @@ class FacenetStaged(StagedEmbedder):
             nn.Sequential(n.repeat_3, n.block8),
             nn.Sequential(n.avgpool_1a, nn.Flatten(), n.last_linear, n.last_bn),
         ])
-
-
-def preprocess(chips: torch.Tensor) -> torch.Tensor:
-    """facenet-pytorch's fixed_image_standardization: (x - 127.5) / 128."""
-    return (chips.float().permute(0, 3, 1, 2) - 127.5) / 128.0
 
 
 @register_backbone("facenet_vggface2")
@@ -54,9 +48,7 @@ def facenet_vggface2() -> Backbone:
     return Backbone(
         name="facenet_vggface2",
         module=FacenetStaged(net.eval()).eval(),
-        chip_size=160,
-        template=TEMPLATE.astype(np.float32),
-        preprocess=preprocess,
+        inputs=INPUTS,
         embed_dim=512,
         tail_start=STAGES.index("block8"),
         stage_names=STAGES,
