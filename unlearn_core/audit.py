@@ -2,17 +2,27 @@
 
 The CLI (``audit``), the app's Audit tab and ``bench`` all call ``audit``; they only render its
 report, so the same audit gives the same numbers everywhere (``tests/test_audit.py``).
+``audit_models`` audits checkpoints made elsewhere (``backbones.external``) on the same split and
+with the same metrics.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .backbones.external import ExternalEmbedder
+from .data import Gallery, load_gallery
+from .errors import InvalidParameter
+from .features import GALLERY_PARTS, PARTS
 from .methods import method_class
+from .metrics import RetrievalRow, protocol_metrics, top_k
 from .model import FaceModel
-from .pipeline import AuditConfig, Workspace, device_name, run_method
+from .pipeline import AlignedSplit, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 from .privacy import privacy_audit
 from .types import Progress
 
@@ -119,3 +129,100 @@ def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: 
     report = audit(ws, [config], privacy=config.privacy, progress=progress).method_json(config.method)
     report["timing_s"]["total"] = round(time.perf_counter() - started, 3)
     return report
+
+
+# -- external models --------------------------------------------------------------------------
+MODEL_ROLES = ("before", "after", "reference")
+"""The checkpoints of ``audit_models``: the original, the one said to have forgotten, and
+(optional) a reference retrained without the forgotten people."""
+NO_MEMBERSHIP = ("Membership inference is not run: it needs to know which photos trained each model, and checkpoints do not say. "
+                 "Retrieval, compactness and top-k are measured on the photos given.")
+
+
+@dataclass
+class ModelAudit:
+    """``audit_models``' result: the JSON report and what the views need (photos, embeddings)."""
+
+    report: dict[str, Any]
+    images: AlignedSplit
+    embeddings: dict[str, dict[str, np.ndarray]]
+    """Role -> protocol part -> unit embeddings."""
+
+    def top_k(self, role: str, k: int = 5, max_queries: int = 4) -> list[RetrievalRow]:
+        """Up to ``max_queries`` forget photos (one per person) and their top ``k`` in the gallery under ``role``'s model."""
+        emb, split = self.embeddings[role], self.images.split
+        queries = np.unique(self.images.labels(split.forget_test), return_index=True)[1][:max_queries]
+        parts = GALLERY_PARTS
+        gallery_ids = np.concatenate([getattr(split, p) for p in parts])
+        labels = self.images.labels(split.forget_test)
+        names = [self.images.gallery.identities[int(c)] for c in self.images.classes]
+        return top_k(emb["forget_test"][queries], labels[queries], split.forget_test[queries], np.concatenate([emb[p] for p in parts]),
+                     self.images.labels(gallery_ids), gallery_ids, self.images.part_chips("forget_test")[queries],
+                     np.concatenate([self.images.part_chips(p) for p in parts]), names, k)
+
+
+def audit_models(models: Mapping[str, ExternalEmbedder], config: WorkspaceConfig, gallery: Gallery | None = None,
+                 progress: Progress | None = None) -> ModelAudit:
+    """Audit checkpoints made elsewhere: ``models`` maps ``"before"``, ``"after"`` and optionally
+    ``"reference"`` to loaded embedders. ``config`` picks the gallery split exactly as ``audit``
+    does (same seed, same people, same photos), so a model of this project exported and audited
+    here gives ``audit``'s numbers; the training photos serve only as centroids.
+
+    The report holds each model's ``protocol_metrics`` and ``findings``: plain sentences on what the
+    figures show, and what they cannot show without a reference or without the training set."""
+    progress = progress or (lambda f, m: None)
+    missing = [role for role in ("before", "after") if role not in models]
+    unknown = sorted(set(models) - set(MODEL_ROLES))
+    if missing or unknown:
+        raise InvalidParameter(f"audit_models needs 'before' and 'after' models (and optionally 'reference'); missing {missing}, unknown {unknown}")
+    started = time.perf_counter()
+    gallery = gallery or load_gallery(config.dataset)
+    device = resolve_device(config.device)
+    progress(0.05, f"aligning faces of {gallery.name}")
+    first = models["before"].spec.inputs
+    images = AlignedSplit.align(gallery, config.split(gallery), first, device)
+    aligned = {(first.size, first.template.tobytes()): images}
+    labels = {p: images.labels(getattr(images.split, p)) for p in PARTS}
+    ids = {p: getattr(images.split, p) for p in PARTS}
+    embeddings, metrics = {}, {}
+    for i, (role, model) in enumerate(models.items()):
+        progress(0.2 + 0.7 * i / len(models), f"embedding the gallery with the {role} model")
+        inputs = model.spec.inputs
+        key = (inputs.size, inputs.template.tobytes())
+        if key not in aligned:  # same photos and faces, aligned for this model's template
+            aligned[key] = dataclasses.replace(images, inputs=inputs, chips=AlignedSplit.align(gallery, dataclasses.replace(images.split),
+                                                                                               inputs, device).chips)
+        embeddings[role] = {p: model.embed(aligned[key].part_chips(p)) for p in PARTS}
+        metrics[role] = protocol_metrics(embeddings[role], labels, ids, len(images.classes))
+    report = {
+        "dataset": gallery.name, "seed": config.seed, "forget_identities": [gallery.identities[int(c)] for c in images.split.forget_ids],
+        "n_retain_identities": len(images.split.retain_ids), "n_images": {p: len(ids[p]) for p in PARTS},
+        "n_without_face": images.n_without_face, "workspace": dataclasses.asdict(config),
+        "models": {role: {"format": m.format, "embed_dim": m.embed_dim, "spec": m.spec.to_json()} for role, m in models.items()},
+        **metrics, "findings": model_findings(metrics), "timing_s": {"total": round(time.perf_counter() - started, 3)},
+    }
+    return ModelAudit(report, images, embeddings)
+
+
+def model_findings(metrics: Mapping[str, Metrics], tolerance: float = 0.05) -> list[str]:
+    """What an external audit's figures say, one sentence each (``tolerance``: the mAP difference read as "about the same")."""
+    before, after, reference = metrics["before"], metrics["after"], metrics.get("reference")
+    f0, f1 = before["forget"]["mAP"], after["forget"]["mAP"]
+    r0, r1 = before["retain"]["mAP"], after["retain"]["mAP"]
+    lines = [f"Forgotten people: retrieval mAP {f0:.3f} -> {f1:.3f}, rank-1 {before['forget']['rank1']:.3f} -> {after['forget']['rank1']:.3f}, "
+             f"compactness {before['forget']['cs']:.3f} -> {after['forget']['cs']:.3f}"
+             + (" (the after model finds them less)." if f1 < f0 - tolerance else " (about the same: the after model still finds them)."),
+             f"Retained people: mAP {r0:.3f} -> {r1:.3f}" + (" (about the same)." if abs(r1 - r0) <= tolerance else " (collateral damage)."
+                                                            if r1 < r0 else " (higher).")]
+    if reference is None:
+        lines.append("Without a reference model (retrained without these people) the audit cannot tell forgetting from over-forgetting: "
+                     "a face model that never saw a person usually still finds them (this tool's own retrain keeps LFW forget mAP near 0.98), "
+                     "so a fall far below that is a visible trace of unlearning, not proof of it.")
+    else:
+        gap = f1 - reference["forget"]["mAP"]
+        lines.append(f"Against the reference: forget mAP {f1:.3f} vs {reference['forget']['mAP']:.3f} ({gap:+.3f}); "
+                     + ("the after model treats these people as a model that never saw them does." if abs(gap) <= tolerance else
+                        "the after model finds them more than a model that never saw them: incomplete forgetting." if gap > 0 else
+                        "the after model finds them less than a model that never saw them: the edit itself is visible (Streisand effect)."))
+    lines.append(NO_MEMBERSHIP)
+    return lines

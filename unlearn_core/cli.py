@@ -1,4 +1,4 @@
-"""Headless command line: ``python -m unlearn_core audit|methods ...``.
+"""Headless command line: ``python -m unlearn_core audit|audit-models|forget-me|methods|bench ...``.
 
 Errors a user can act on (bad parameters, missing data, bad images) print one clear line and
 exit with status 2; they never show a stack trace.
@@ -6,6 +6,7 @@ exit with status 2; they never show a stack trace.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -14,13 +15,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .audit import run_audit
+from .audit import audit_models, run_audit
+from .backbones.external import EmbedderSpec, load_embedder
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
+from .data import load_gallery, person_photos
 from .errors import UnlearnError
 from .faces import load_image
 from .forget_me import FORGET_ME_PRESET, ForgetMeConfig, forget_me
 from .methods import create_method, list_methods, method_class, preset_params
-from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig
+from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, resolve_device
 from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")
@@ -168,6 +171,52 @@ def cmd_forget_me(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_spec(text: str) -> EmbedderSpec:
+    """``--spec``: a JSON file's path, or the JSON itself."""
+    path = Path(text)
+    if not text.lstrip().startswith("{"):
+        if not path.is_file():
+            raise UnlearnError(f"--spec {text}: no such file (give a JSON file or the JSON itself)")
+        text = path.read_text()
+    return EmbedderSpec.from_json(text)
+
+
+def cmd_audit_models(args: argparse.Namespace) -> int:
+    spec = read_spec(args.spec)
+    names = [n.strip() for n in (args.forget or "").split(",") if n.strip()]
+    if names and args.forget_folder:
+        raise UnlearnError("give the people to forget by name (--forget) or as a folder of photos (--forget-folder), not both")
+    config = WorkspaceConfig(dataset=args.gallery, n_forget=args.n_forget, seed=args.seed, device=args.device, n_distractors=args.distractors,
+                             n_retain=args.retain, min_images=args.min_images, forget_ids=names or None)
+    gallery = None
+    if args.forget_folder:
+        folder = Path(args.forget_folder)
+        gallery = load_gallery(args.gallery).with_identity(folder.name, person_photos(folder))
+        config = dataclasses.replace(config, forget_ids=[folder.name])
+    device = resolve_device(args.device)
+    models = {role: load_embedder(path, spec, device, label=f"{role} model ({path})")
+              for role, path in (("before", args.before), ("after", args.after), ("reference", args.reference)) if path}
+    progress = TqdmProgress()
+    result = audit_models(models, config, gallery, progress)
+    progress.close()
+    report = result.report
+    models_line = ", ".join(f"{role}: {m['format']} {m['embed_dim']}-D" for role, m in report["models"].items())
+    print(f"{models_line} on {report['dataset']}")
+    print(f"forget identities: {', '.join(report['forget_identities'])}")
+    lines = [f"{'set':<16}{'model':<11}" + "".join(f"{c:>13}" for c in METRIC_COLUMNS[:-1])]
+    for part in ("forget", "forget_extended", "retain"):
+        for role in models:
+            if part in report[role]:
+                lines.append(f"{part:<16}{role:<11}" + "".join(f"{report[role][part][c]:>13.3f}" for c in METRIC_COLUMNS[:-1]))
+    print("\n".join(lines))
+    for finding in report["findings"]:
+        print(f"- {finding}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+        print(f"report written to {args.json}")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in list_methods():
         cls = method_class(name)
@@ -261,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--train-from", default="auto")
     fm.add_argument("--json", help="write the JSON report here")
     fm.set_defaults(func=cmd_forget_me)
+    am = sub.add_parser("audit-models", help="audit a before/after pair of face models made elsewhere (TorchScript, ONNX or state dicts)")
+    am.add_argument("--before", required=True, help="the original model's checkpoint")
+    am.add_argument("--after", required=True, help="the checkpoint said to have forgotten the people")
+    am.add_argument("--reference", help="optional: a model retrained without them (the gold standard)")
+    am.add_argument("--spec", required=True, help="model spec: a JSON file or inline JSON, e.g. "
+                    '\'{"input_size": 112, "template": "arcface", "mean": 127.5, "std": 127.5}\' (see README)')
+    am.add_argument("--gallery", default="lfw", help="lfw, olivetti, or folder:PATH (<root>/<identity>/<image>)")
+    am.add_argument("--forget", help="comma-separated names of gallery identities to audit (default: --n-forget drawn by seed)")
+    am.add_argument("--forget-folder", help="a folder of one person's photos (at least 4), added to the gallery and audited")
+    am.add_argument("--n-forget", type=int, default=10, help="identities drawn by seed when none are named")
+    am.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
+    am.add_argument("--min-images", type=int, default=None, help=MIN_IMAGES_HELP)
+    am.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")
+    am.add_argument("--seed", type=int, default=0)
+    am.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    am.add_argument("--json", help="write the JSON report here")
+    am.set_defaults(func=cmd_audit_models)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)

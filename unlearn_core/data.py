@@ -63,6 +63,14 @@ class Gallery:
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.identities))
 
+    def with_identity(self, name: str, sources: list[Path | np.ndarray]) -> Gallery:
+        """This gallery plus one person's photos from elsewhere (e.g. the person an audit is about)."""
+        if name in self.identities:
+            raise InvalidParameter(f"{self.name} already has an identity named {name!r}; rename the folder")
+        labels = np.concatenate([self.labels, np.full(len(sources), len(self.identities))])
+        return Gallery(f"{self.name}+{name}", [*self.sources, *sources], labels, [*self.identities, name],
+                       self.min_forget_images, self.min_retain_images)
+
 
 def data_home() -> str | None:
     return os.environ.get("SCIKIT_LEARN_DATA")
@@ -100,6 +108,21 @@ def load_olivetti(download_if_missing: bool = True) -> Gallery:
     return Gallery("olivetti", images, bunch.target, [f"olivetti_{i:02d}" for i in range(40)], 10, 4)
 
 
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+
+
+def person_photos(folder: str | Path) -> list[Path]:
+    """The image files of a folder holding one person's photos."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataUnavailable(f"photo folder {folder} does not exist")
+    files = _images_in(folder)
+    if not files:
+        raise DataUnavailable(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
 def load_folder(root: str | Path, name: str | None = None) -> Gallery:
     """Any ``<root>/<identity>/<image>`` tree (hidden files and non-images ignored)."""
     root = Path(root)
@@ -107,7 +130,7 @@ def load_folder(root: str | Path, name: str | None = None) -> Gallery:
         raise DataUnavailable(f"gallery folder {root} does not exist")
     sources, labels, identities = [], [], []
     for person in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in person.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        files = _images_in(person)
         if not files:
             continue
         identities.append(person.name)
