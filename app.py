@@ -14,12 +14,13 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
+import html
 import json
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ import torch
 from gradio.data_classes import ImageData
 
 from unlearn_core import viz
-from unlearn_core.audit import audit
-from unlearn_core.data import load_gallery, zip_gallery
+from unlearn_core.audit import audit, audit_models
+from unlearn_core.backbones.external import EmbedderSpec, load_embedder
+from unlearn_core.data import Gallery, load_gallery, zip_gallery
 from unlearn_core.errors import InvalidParameter, UnlearnError, whole_number
 from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, forget_me, split_extra_photos
 from unlearn_core.methods import create_method, list_methods, method_class, preset_params
@@ -88,6 +90,8 @@ class AppSettings:
     concurrency: int = 1
     queue_size: int = 16
     session_ttl: int = 3600
+    max_model_mb: int = 200
+    """Largest checkpoint a visitor may upload to the Audit tab (an IResNet-50 is about 170 MB); also Gradio's upload cap."""
     warmup: bool = True
 
     @classmethod
@@ -394,6 +398,28 @@ def session_info(state: dict | None) -> dict:
 
 
 # -- audit ----------------------------------------------------------------------------------
+def audit_gallery(gallery: str, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any) -> tuple[str, WorkspaceConfig]:
+    """The Audit tab's gallery choice and people, checked: ``(gallery spec, workspace config)``."""
+    spec = GALLERIES.get(gallery)
+    if spec is None:
+        raise InvalidParameter(f"Choose a gallery: {list(GALLERIES)}.")
+    names = [n.strip() for n in (forget_names or "").split(",") if n.strip()]
+    return spec, SETTINGS.workspace(
+        dataset=spec, n_forget=whole_number("identities to forget", n_forget, 1, 100), seed=whole_number("seed", seed, 0, 2**31 - 1),
+        n_retain=whole_number("retain identities", n_retain, 2, 1000), forget_ids=names or None,
+        min_images=whole_number("minimum photos per person", min_images, 0, 1000) or None)
+
+
+@contextlib.contextmanager
+def uploaded_gallery(uploads: SessionUploads, zip_file: Any) -> Iterator[Gallery]:
+    """The visitor's zip gallery, unpacked for the length of the ``with`` block."""
+    upload = uploads.read(zip_file) if zip_file is not None else None
+    if upload is None:
+        raise InvalidParameter("Upload a zip of <identity>/<image> folders, or pick LFW or ORL.")
+    with zip_gallery(upload) as folder_gallery:
+        yield folder_gallery
+
+
 @gpu
 def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any,
               methods: list[str] | None, iterations: Any, params: str | None, one_shot: bool, with_retrain: bool,
@@ -402,9 +428,7 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
     empty = ("", None, None, None, "", "", "")
     uploads = SessionUploads(state, "audit")
     try:
-        spec = GALLERIES.get(gallery)
-        if spec is None:
-            raise InvalidParameter(f"Choose a gallery: {list(GALLERIES)}.")
+        spec, config = audit_gallery(gallery, forget_names, n_forget, n_retain, min_images, seed)
         methods = list(methods or [])
         if not methods:
             raise InvalidParameter("Choose at least one method.")
@@ -412,20 +436,12 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
             method_class(m)
         per_method, notes = audit_method_params(methods, _params(params))
         projections = [{"t-SNE": "tsne", "UMAP": "umap"}.get(p, p) for p in (projections or [])]
-        names = [n.strip() for n in (forget_names or "").split(",") if n.strip()]
-        config = SETTINGS.workspace(
-            dataset=spec, n_forget=whole_number("identities to forget", n_forget, 1, 100), seed=whole_number("seed", seed, 0, 2**31 - 1),
-            n_retain=whole_number("retain identities", n_retain, 2, 1000), forget_ids=names or None,
-            min_images=whole_number("minimum photos per person", min_images, 0, 1000) or None)
         iters = whole_number("iterations", iterations, 1, 100_000)
         audit_configs = [AuditConfig(m, per_method[m], iters, bool(one_shot), config) for m in methods]
         report_progress = _progress(progress)
         report_progress(0.0, "preparing the gallery")
         if spec == "zip":
-            upload = uploads.read(zip_file) if zip_file is not None else None
-            if upload is None:
-                raise InvalidParameter("Upload a zip of <identity>/<image> folders, or pick LFW or ORL.")
-            with zip_gallery(upload) as folder_gallery:
+            with uploaded_gallery(uploads, zip_file) as folder_gallery:
                 ws = Workspace(config, report_progress, gallery=folder_gallery)
         else:
             ws = POOL.get(config, report_progress)
@@ -453,7 +469,49 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
     return status, table, maps.get("tsne"), maps.get("umap"), roc, galleries, privacy, download, state
 
 
+@gpu
+def run_model_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any,
+                    before: Any, after: Any, reference: Any, spec_text: str | None, state: dict | None,
+                    progress: gr.Progress | None = gr.Progress()) -> tuple:
+    """The "Audit uploaded models" button: a visitor's before/after (and optional reference)
+    checkpoints on the chosen gallery and people. The checkpoints stay in the session's memory."""
+    empty = ("", None, None, None, "", "", "")
+    uploads = SessionUploads(state, "models")
+    try:
+        spec_name, config = audit_gallery(gallery, forget_names, n_forget, n_retain, min_images, seed)
+        spec = EmbedderSpec.from_json(spec_text or "")
+        limit = SETTINGS.max_model_mb * 1_000_000
+        device = resolve_device(config.device)
+        if before is None or after is None:
+            raise InvalidParameter("Upload both checkpoints: the model before unlearning and the one after.")
+        models = {role: load_embedder(uploads.read(upload), spec, device, limit, f"{role} model")
+                  for role, upload in (("before", before), ("after", after), ("reference", reference))
+                  if upload is not None or role != "reference"}
+        report_progress = _progress(progress)
+        if spec_name == "zip":
+            with uploaded_gallery(uploads, zip_file) as folder_gallery:
+                result = audit_models(models, config, folder_gallery, report_progress)
+        else:
+            result = audit_models(models, config, load_gallery(spec_name), report_progress)
+    except UnlearnError as err:
+        return (_message("error", str(err)), *empty, uploads.attach_to(state))
+    report = result.report
+    headers, rows = viz.metrics_table(report["before"], {"after": report["after"]}, report.get("reference"), reference_name="reference")
+    table = viz.table_html(headers, rows)
+    galleries = "".join(viz.gallery_html(result.top_k(role), role.capitalize()) for role in models)
+    findings = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in report["findings"]) + "</ul>"
+    download = download_link(viz.to_json(report), "model-audit.json", "application/json", "Download report (JSON)")
+    status = _message("ok", f"Audit of {len(report['forget_identities'])} identities on {report['dataset']}: "
+                      + ", ".join(f"{role} {m['format']} ({m['embed_dim']}-D)" for role, m in report["models"].items())
+                      + f", {report['timing_s']['total']:.1f} s.")
+    return status, table, None, None, None, galleries, findings, download, uploads.attach_to({"report": {**report, "flow": "models"}})
+
+
 # -- layout ---------------------------------------------------------------------------------
+SPEC_EXAMPLE = {"input_size": 112, "template": "arcface", "mean": 127.5, "std": 127.5, "colour": "rgb", "layout": "nchw"}
+"""The Audit tab's starting spec: an ArcFace-style 112x112 model (fields: README, "Audit any face model")."""
+
+
 def method_help() -> str:
     lines = []
     for name in list_methods():
@@ -587,6 +645,15 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 au_retrain = gr.Checkbox(True, label="Compare with the retrain reference")
                 au_proj = gr.CheckboxGroup(["t-SNE", "UMAP"], value=["t-SNE", "UMAP"], label="Embedding maps")
                 au_button = gr.Button("Run audit", variant="primary", elem_id="audit-button")
+                with gr.Accordion("Audit your own models (before / after checkpoints)", open=False, elem_id="byom"):
+                    gr.Markdown(f"TorchScript, ONNX, or a state dict (safetensors or `torch.save`) of an architecture named in the spec; "
+                                f"up to {settings.max_model_mb} MB each, held in this session's memory only. The gallery and people are "
+                                "the ones chosen above.")
+                    bm_before = gr.File(label="Before (original model)", type="filepath", elem_id="bm-before")
+                    bm_after = gr.File(label="After (said to have forgotten)", type="filepath", elem_id="bm-after")
+                    bm_reference = gr.File(label="Reference: retrained without them (optional)", type="filepath", elem_id="bm-reference")
+                    bm_spec = gr.Code(json.dumps(SPEC_EXAMPLE, indent=1), language="json", label="Model spec", elem_id="bm-spec")
+                    bm_button = gr.Button("Audit uploaded models", elem_id="bm-button")
                 with gr.Accordion("Methods", open=False):
                     gr.Markdown(method_help())
             with gr.Column(scale=2):
@@ -608,6 +675,9 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                                     au_params, au_one_shot, au_retrain, au_proj, state],
                         [au_status, au_table, au_tsne, au_umap, au_roc, au_galleries, au_privacy, au_download, state],
                         api_name="audit")
+        bm_button.click(run_model_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_min_images, au_seed, bm_before, bm_after,
+                                          bm_reference, bm_spec, state],
+                        [au_status, au_table, au_tsne, au_umap, au_roc, au_galleries, au_privacy, au_download, state], api_name="audit_models")
         gr.Button(visible=False).click(session_info, [state], [info], api_name="session_info")
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return demo
@@ -631,7 +701,8 @@ def launch(settings: AppSettings, block: bool = True) -> tuple[gr.Blocks, str]:
     if settings.warmup:
         warm_up(settings)
     _, url, _ = demo.launch(server_name=settings.host, server_port=settings.port, share=False, show_error=False, quiet=not block,
-                            css_paths=[ROOT / "assets" / "app.css"], max_file_size="25mb", prevent_thread_lock=not block)
+                            css_paths=[ROOT / "assets" / "app.css"], max_file_size=f"{max(25, settings.max_model_mb)}mb",
+                            prevent_thread_lock=not block)
     return demo, url
 
 

@@ -4,6 +4,7 @@ must not see each other's uploads or models."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -50,7 +51,7 @@ def test_example_portraits_are_held_out_gallery_photos(server):
 def test_api_lists_both_flows(server):
     client = Client(server[0], verbose=False)
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/forget_me", "/audit", "/session_info"} <= set(endpoints)
+    assert {"/forget_me", "/audit", "/audit_models", "/session_info"} <= set(endpoints)
 
 
 def test_forget_me_end_to_end(server):
@@ -228,3 +229,31 @@ def test_app_listens_where_gradio_environment_says(tmp_path, free_tcp_port_facto
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_audit_uploaded_models(server, lfw_workspace, uploads_once, tmp_path):
+    """A reviewer uploads a before/after pair (this project's models, exported to TorchScript) and
+    gets ``audit``'s numbers for them, twice with the same uploads; a wrong spec is one message."""
+    from unlearn_core.backbones.external import EmbedderSpec, export_embedder
+    from unlearn_core.pipeline import AuditConfig, run_method
+
+    url, uploads = server
+    ws = lfw_workspace
+    unlearned, result = run_method(ws, AuditConfig(method="projection", workspace=ws.config))
+    files = {}
+    for role, model in (("before", ws.original), ("after", unlearned)):
+        (tmp_path / f"{role}.pt").write_bytes(export_embedder(model, ws.backbone.inputs))
+        files[role] = handle_file(str(tmp_path / f"{role}.pt"))
+    spec = json.dumps(EmbedderSpec.from_backbone(ws.backbone).to_json())
+    client = Client(url, verbose=False)
+    for _ in range(2):
+        status, table, _tsne, _umap, _roc, galleries, findings, download = client.predict(
+            "LFW", None, "", 4, 24, 0, 0, files["before"], files["after"], None, spec, api_name="/audit_models")
+        assert status.startswith("✅") and "before torchscript (128-D), after torchscript (128-D)" in status, status
+        for value in (ws.baseline()["forget"]["mAP"], result["after"]["forget"]["mAP"]):  # audit's own numbers
+            assert f"<td>{round(value, 4)}</td>" in table
+        assert galleries.count("<h4>") == 2 and "Without a reference model" in findings and "model-audit.json" in download
+    assert client.predict(api_name="/session_info")["uploads"] == {"models": 2}
+    assert stored_photos(uploads) == [], "the checkpoints live in the session's memory, not on disk"
+    status, *_ = client.predict("LFW", None, "", 4, 24, 0, 0, files["before"], files["after"], None, '{"input_size": 112}', api_name="/audit_models")
+    assert status.startswith("⚠️") and "needs 'template'" in status

@@ -20,7 +20,7 @@ from .data import Gallery, load_gallery
 from .errors import InvalidParameter
 from .features import GALLERY_PARTS, PARTS
 from .methods import method_class
-from .metrics import RetrievalRow, protocol_metrics, top_k
+from .metrics import RetrievalRow, forget_top_k, protocol_metrics
 from .model import FaceModel
 from .pipeline import AlignedSplit, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 from .privacy import privacy_audit
@@ -148,17 +148,13 @@ class ModelAudit:
     embeddings: dict[str, dict[str, np.ndarray]]
     """Role -> protocol part -> unit embeddings."""
 
-    def top_k(self, role: str, k: int = 5, max_queries: int = 4) -> list[RetrievalRow]:
-        """Up to ``max_queries`` forget photos (one per person) and their top ``k`` in the gallery under ``role``'s model."""
-        emb, split = self.embeddings[role], self.images.split
-        queries = np.unique(self.images.labels(split.forget_test), return_index=True)[1][:max_queries]
+    def top_k(self, role: str, n_queries: int = 3, k: int = 5) -> list[RetrievalRow]:
+        """``metrics.forget_top_k`` under ``role``'s model (the photos as aligned for the first model)."""
         parts = GALLERY_PARTS
-        gallery_ids = np.concatenate([getattr(split, p) for p in parts])
-        labels = self.images.labels(split.forget_test)
-        names = [self.images.gallery.identities[int(c)] for c in self.images.classes]
-        return top_k(emb["forget_test"][queries], labels[queries], split.forget_test[queries], np.concatenate([emb[p] for p in parts]),
-                     self.images.labels(gallery_ids), gallery_ids, self.images.part_chips("forget_test")[queries],
-                     np.concatenate([self.images.part_chips(p) for p in parts]), names, k)
+        split = self.images.split
+        return forget_top_k({p: self.embeddings[role][p] for p in parts}, {p: self.images.labels(getattr(split, p)) for p in parts},
+                            {p: getattr(split, p) for p in parts}, {p: self.images.part_chips(p) for p in parts},
+                            [self.images.gallery.identities[int(c)] for c in self.images.classes], range(len(split.forget_ids)), n_queries, k)
 
 
 def audit_models(models: Mapping[str, ExternalEmbedder], config: WorkspaceConfig, gallery: Gallery | None = None,

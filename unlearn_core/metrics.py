@@ -155,3 +155,19 @@ def top_k(query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, ga
                     names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for j in order]
         rows.append(RetrievalRow(query_chips[q], names[query_labels[q]], hits))
     return rows
+
+
+def forget_top_k(emb: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], ids: Mapping[str, np.ndarray], chips: Mapping[str, np.ndarray],
+                 names: Sequence[str], forget_classes: Sequence[int], n_queries: int = 3, k: int = 5,
+                 gallery_parts: tuple[str, ...] = ("forget_test", "retain_test", "distractors")) -> list[RetrievalRow]:
+    """``top_k`` rows for the first held-out photo (``forget_test``) of each of the first
+    ``n_queries`` forget classes, against the test gallery (``gallery_parts``), from per-part
+    embeddings, class labels (-1: distractor), gallery image ids and chips."""
+    q = labels["forget_test"]
+    first = [int(np.flatnonzero(q == c)[0]) for c in list(forget_classes)[:n_queries] if (q == c).any()]
+
+    def joined(values: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([values[p] for p in gallery_parts])
+
+    return top_k(emb["forget_test"][first], q[first], ids["forget_test"][first], joined(emb), joined(labels), joined(ids),
+                 chips["forget_test"][first], joined(chips), names, k)

@@ -18,7 +18,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from .errors import InvalidParameter
-from .metrics import RetrievalRow, top_k
+from .metrics import RetrievalRow, forget_top_k
 from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
 
 METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."),
@@ -221,12 +221,13 @@ def _number(value: float | None) -> str:
 
 # -- metrics ----------------------------------------------------------------------------------
 def metrics_table(before: dict, afters: dict[str, dict], retrain: dict | None = None,
-                  sets: Sequence[str] = SETS) -> tuple[list[str], list[list[Any]]]:
-    """Side-by-side rows of ``evaluate()``-style dicts: set, metric, before, [retrain,] then for
-    each run in ``afters`` its value and its delta to before (and to retrain, when given)."""
-    headers = ["set", "metric", "before"] + (["retrain"] if retrain else [])
+                  sets: Sequence[str] = SETS, reference_name: str = "retrain") -> tuple[list[str], list[list[Any]]]:
+    """Side-by-side rows of ``evaluate()``-style dicts: set, metric, before, [reference,] then for
+    each run in ``afters`` its value and its delta to before (and to the reference ``retrain``,
+    named ``reference_name``, when given)."""
+    headers = ["set", "metric", "before"] + ([reference_name] if retrain else [])
     for name in afters:
-        headers += [name, f"Δ {name} − before"] + ([f"Δ {name} − retrain"] if retrain else [])
+        headers += [name, f"Δ {name} − before"] + ([f"Δ {name} − {reference_name}"] if retrain else [])
     rows = []
     for part in sets:
         if part not in before or any(part not in a for a in afters.values()):
@@ -360,14 +361,8 @@ def audit_maps(ws: Any, models: dict[str, Any], projections: Sequence[str] = PRO
 
 
 def workspace_top_k(ws: Any, model: Any, n_queries: int = 3, k: int = 5) -> list[RetrievalRow]:
-    """Top-k rows for one test image of each of the first ``n_queries`` forget identities,
-    against the workspace's test gallery (forget + retain test images and distractors)."""
+    """``metrics.forget_top_k`` of ``model`` on a workspace's test gallery."""
     parts = ("forget_test", "retain_test", "distractors")
-    emb = {p: ws.embed(model, p) for p in parts}
-    lab = {p: ws.parts[p].labels.cpu().numpy() for p in parts}
-    first = [int(np.flatnonzero(lab["forget_test"] == c)[0]) for c in ws.forget_classes[:n_queries] if (lab["forget_test"] == c).any()]
-    q = ws.parts.forget_test
-    return top_k(emb["forget_test"][first], lab["forget_test"][first], q.image_ids[first],
-                 np.concatenate([emb[p] for p in parts]), np.concatenate([lab[p] for p in parts]),
-                 np.concatenate([ws.parts[p].image_ids for p in parts]), q.chips[first],
-                 np.concatenate([ws.parts[p].chips for p in parts]), ws.identity_names(range(len(ws.classes))), k)
+    return forget_top_k({p: ws.embed(model, p) for p in parts}, {p: ws.parts[p].labels.cpu().numpy() for p in parts},
+                        {p: ws.parts[p].image_ids for p in parts}, {p: ws.parts[p].chips for p in parts},
+                        ws.identity_names(range(len(ws.classes))), ws.forget_classes, n_queries, k)
