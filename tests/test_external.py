@@ -195,3 +195,19 @@ def test_audit_models_cli_errors_are_one_line(tmp_path):
     ]:
         result = run_cli("audit-models", "--before", str(tmp_path / "model.pt"), "--after", str(tmp_path / "model.pt"), *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.fast
+def test_an_arcface_iresnet50_state_dict_fits_the_upload_limit():
+    """InsightFace's IResNet-50 parameter names load into ``iresnet50``; its checkpoint is within the app's default upload limit."""
+    import app
+    from unlearn_core.backbones.iresnet import iresnet50
+
+    torch.manual_seed(0)
+    data = save_safetensors(iresnet50().state_dict())
+    assert 150e6 < len(data) < app.AppSettings().max_model_mb * 1e6
+    spec = EmbedderSpec.from_json({"input_size": 112, "template": "arcface", "mean": 127.5, "std": 127.5, "arch": "iresnet50", "embed_dim": 512})
+    model = load_embedder(data, spec, max_bytes=app.AppSettings().max_model_mb * 1_000_000)
+    assert model.format == "safetensors" and model.embed_dim == 512
+    chips = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    assert np.allclose(np.linalg.norm(model.embed(chips), axis=1), 1.0, atol=1e-5)

@@ -5,7 +5,8 @@ Checkpoint formats, recognised from the bytes (never from the file name):
 - **TorchScript** (``torch.jit.save``): loaded by ``torch.jit.load``, which reads TorchScript code
   and tensors, not arbitrary pickled Python.
 - **ONNX**: run with ``onnxruntime`` (CPU; CUDA when onnxruntime-gpu and a GPU are present).
-- **State dicts** of an architecture this module knows (``ARCHITECTURES``; the spec's ``arch``),
+- **State dicts** of an architecture this module knows (``ARCHITECTURES``, the spec's ``arch``:
+  facenet-pytorch's ``inception_resnet_v1``, ``dlib_resnet``, InsightFace's ``iresnet50``),
   as safetensors or as a ``torch.save`` file read with ``weights_only=True`` (no pickle execution).
 
 The spec (``EmbedderSpec``, from JSON) gives the input size, the 5-point alignment template,
@@ -35,6 +36,7 @@ from ..errors import InvalidParameter, WeightsUnavailable
 from .base import ARCFACE_TEMPLATE, Backbone, InputSpec
 from .dlib_resnet import TEMPLATE as DLIB_TEMPLATE
 from .dlib_resnet import DlibResNet
+from .iresnet import iresnet50
 
 TEMPLATES = {"arcface": (ARCFACE_TEMPLATE, 112), "dlib": (DLIB_TEMPLATE, 150)}
 """Named 5-point templates and the chip size they are given for; a spec's size rescales them
@@ -52,6 +54,7 @@ def _facenet() -> nn.Module:
 ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple[str, ...]]] = {
     "inception_resnet_v1": (_facenet, ("logits.",)),
     "dlib_resnet": (DlibResNet, ()),
+    "iresnet50": (iresnet50, ()),
 }
 """State-dict architectures: name -> (builder, key prefixes a checkpoint may carry that the
 embedder does not use, e.g. facenet-pytorch's VGGFace2 classifier ``logits.*``)."""
