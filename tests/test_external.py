@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
+from test_app_api import LFW
 from test_cli import run_cli
 from torch import nn
 
@@ -172,17 +174,22 @@ def test_facenet_state_dict_audited_from_a_spec_file(tmp_path):
     torch.save(after, tmp_path / "after.pt")
     spec = {"input_size": 160, "template": "arcface", "mean": 127.5, "std": 128, "embed_dim": 512, "arch": "inception_resnet_v1"}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
+    person = tmp_path / "Colin_Powell"  # the person audited: photos from elsewhere, added to the gallery
+    person.mkdir()
+    for k in range(1, 7):
+        shutil.copy(LFW / "Colin_Powell" / f"Colin_Powell_{k:04d}.jpg", person)
     out = tmp_path / "report.json"
     result = run_cli("audit-models", "--before", str(tmp_path / "before.safetensors"), "--after", str(tmp_path / "after.pt"),
-                     "--spec", str(tmp_path / "spec.json"), "--gallery", "olivetti", "--n-forget", "2", "--retain", "6",
+                     "--spec", str(tmp_path / "spec.json"), "--gallery", "olivetti", "--forget-folder", str(person), "--retain", "6",
                      "--distractors", "0", "--device", "cpu", "--json", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert {m["format"] for m in report["models"].values()} == {"safetensors", "torch"}
-    assert report["models"]["before"]["embed_dim"] == 512 and len(report["forget_identities"]) == 2
+    assert report["models"]["before"]["embed_dim"] == 512 and report["forget_identities"] == ["Colin_Powell"]
+    assert report["dataset"] == "olivetti+Colin_Powell" and report["n_images"]["forget_test"] == 2
     for role in ("before", "after"):
         assert 0 < report[role]["forget"]["mAP"] <= 1 and report[role]["forget"]["n_queries"] > 0
-    assert report["before"]["forget"] != report["after"]["forget"]  # the edited projection changes the embeddings
+    assert report["before"] != report["after"]  # the edited projection changes the embeddings (random weights: the retain set shows it)
     assert "forget" in result.stdout and "Membership inference is not run" in result.stdout
 
 
