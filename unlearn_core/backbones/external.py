@@ -303,7 +303,7 @@ def _onnx_runner(data: bytes, spec: EmbedderSpec, label: str) -> Callable[[np.nd
 
 
 # -- export -----------------------------------------------------------------------------------
-class ChipEmbedder(nn.Module):
+class ExportedNetwork(nn.Module):
     """A model of this project as one network from preprocessed chips to raw embeddings."""
 
     def __init__(self, model: nn.Module):
@@ -316,7 +316,7 @@ class ChipEmbedder(nn.Module):
 
 def export_embedder(model: nn.Module, inputs: InputSpec, fmt: str = "torchscript") -> bytes:
     """A ``FaceModel`` (its frozen trunk and trainable stages) as a TorchScript or ONNX file."""
-    net = ChipEmbedder(copy.deepcopy(model)).cpu().eval()  # a copy: the model itself stays where it is
+    net = ExportedNetwork(copy.deepcopy(model)).cpu().eval()  # a copy: the model itself stays where it is
     example = inputs.preprocess(torch.full((2, inputs.size, inputs.size, 3), 128, dtype=torch.uint8))
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
