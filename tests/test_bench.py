@@ -7,6 +7,7 @@ import io
 import json
 import statistics
 
+import numpy as np
 import pytest
 
 from unlearn_core import bench
@@ -19,7 +20,8 @@ SEEDS = [0, 1]
 METHODS = ["dispersion", "hard_dispersion", "broken_for_test"]
 PERCENT = {"Forget mAP ↓": ("forget", "mAP"), "Forget R@1 ↓": ("forget", "rank1"), "Forget acc ↓": ("forget", "centroid_acc"),
            "Retain mAP ↑": ("retain", "mAP"), "Retain R@1 ↑": ("retain", "rank1"), "Retain acc ↑": ("retain", "centroid_acc"),
-           "Forget cls ↓": ("forget", "head_acc"), "Retain cls ↑": ("retain", "head_acc")}
+           "Forget cls ↓": ("forget", "head_acc"), "Retain cls ↑": ("retain", "head_acc"),
+           "Forget acc₀ ↓": ("forget", "original_centroid_acc"), "Retain acc₀ ↑": ("retain", "original_centroid_acc")}
 PLAIN = {"Forget CS ↓": ("forget", "cs"), "Retain CS": ("retain", "cs")}
 
 
@@ -85,7 +87,8 @@ def test_standard_table_rows_columns_and_mean_std(bench_run: dict) -> None:
     rows = parse_table(bench_run["markdown"], "## Standard setting")
     reference = ["retrain"] if "retrain" in list_methods() else []
     assert list(rows) == ["original", *reference, *METHODS]
-    columns = ["Method", "Reads", *PERCENT, *PLAIN, "ToW ↑", "Unlearn s", "Speed-up", "Forget mAP ÷ before ↓", "Retain mAP drop ↓",
+    columns = ["Method", "Reads", *PERCENT, *PLAIN, "Forget+distr. mAP ↓", "Forget+distr. R@1 ↓", "ToW ↑", "Unlearn s", "Speed-up",
+               "Forget mAP ÷ before ↓", "Retain mAP drop ↓",
                "Find P ↑", "Find R ↑", "Iterations", "Notes"]
     assert set(next(iter(rows.values()))) == set(columns)
     seeds = bench_run["results"]["seeds"]
@@ -101,13 +104,14 @@ def test_standard_table_rows_columns_and_mean_std(bench_run: dict) -> None:
         assert rows[name]["Iterations"] == "6" and rows[name]["Reads"] == "forget"
         assert all(r["metrics"] != s["original"] for r, s in zip(runs, seeds)), "the method must change the model"
     assert rows["original"]["Unlearn s"] == "–" and rows["original"]["Notes"] == ""
+    assert rows["original"]["Forget+distr. mAP ↓"] == "–", "no distractors in this run: the columns stay empty"
     if reference:
         ref = [r["standard"]["retrain"] for r in seeds]
         assert rows["retrain"]["Iterations"] == "8" and rows["retrain"]["Speed-up"] == "1.0 ± 0.0×"
         for name in ("original", "dispersion"):
             metrics = [r["original"] if name == "original" else r["standard"][name]["metrics"] for r in seeds]
-            tow = [(1 - abs(m["forget"]["mAP"] - f["metrics"]["forget"]["mAP"])) * (1 - abs(m["retain"]["mAP"] - f["metrics"]["retain"]["mAP"]))
-                   for m, f in zip(metrics, ref)]
+            tow = [np.prod([1 - abs(m[part]["mAP"] - f["metrics"][part]["mAP"]) for part in ("forget_train", "retain_train", "retain")])
+                   for m, f in zip(metrics, ref)]  # S2 Eq. 7: D_f, D_r, D_te
             assert rows[name]["ToW ↑"] == expected(tow, 100, 2)
         speedup = [f["seconds"] / r["standard"]["dispersion"]["seconds"] for f, r in zip(ref, seeds)]
         assert rows["dispersion"]["Speed-up"] == expected(speedup, 1, 1) + "×"

@@ -20,7 +20,7 @@ from unlearn_core.errors import InvalidParameter
 from unlearn_core.pipeline import AuditConfig, run_method
 
 SPEC = {"input_size": 32, "template": "arcface"}
-METRICS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "n_queries")
+METRICS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "original_centroid_acc", "n_queries")
 
 
 class Pool(nn.Module):

@@ -20,7 +20,7 @@ from .data import Gallery, load_gallery
 from .errors import InvalidParameter
 from .features import GALLERY_PARTS, PARTS
 from .methods import method_class
-from .metrics import RetrievalRow, forget_top_k, protocol_metrics
+from .metrics import RetrievalRow, centroids, forget_top_k, protocol_metrics
 from .model import FaceModel
 from .pipeline import AlignedSplit, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 from .privacy import privacy_audit
@@ -180,7 +180,7 @@ def audit_models(models: Mapping[str, ExternalEmbedder], config: WorkspaceConfig
     aligned = {(first.size, first.template.tobytes()): images}
     labels = {p: images.labels(getattr(images.split, p)) for p in PARTS}
     ids = {p: getattr(images.split, p) for p in PARTS}
-    embeddings, metrics = {}, {}
+    embeddings = {}
     for i, (role, model) in enumerate(models.items()):
         progress(0.2 + 0.7 * i / len(models), f"embedding the gallery with the {role} model")
         inputs = model.spec.inputs
@@ -189,7 +189,10 @@ def audit_models(models: Mapping[str, ExternalEmbedder], config: WorkspaceConfig
             aligned[key] = dataclasses.replace(images, inputs=inputs, chips=AlignedSplit.align(gallery, dataclasses.replace(images.split),
                                                                                                inputs, device).chips)
         embeddings[role] = {p: model.embed(aligned[key].part_chips(p)) for p in PARTS}
-        metrics[role] = protocol_metrics(embeddings[role], labels, ids, len(images.classes))
+    train = ("forget_train", "retain_train")
+    before_centroids = centroids(np.concatenate([embeddings["before"][p] for p in train]), np.concatenate([labels[p] for p in train]),
+                                 len(images.classes))
+    metrics = {role: protocol_metrics(embeddings[role], labels, ids, len(images.classes), original_centroids=before_centroids) for role in models}
     report = {
         "dataset": gallery.name, "seed": config.seed, "forget_identities": [gallery.identities[int(c)] for c in images.split.forget_ids],
         "n_retain_identities": len(images.split.retain_ids), "n_images": {p: len(ids[p]) for p in PARTS},

@@ -26,9 +26,13 @@ from .methods import create_method, list_methods, method_class, preset_params
 from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, resolve_device
 from .privacy import format_privacy_table
 
-METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")
+METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "original_centroid_acc", "head_acc")
 MIN_IMAGES_HELP = ("photos a person needs to be forgotten or retained, at least 4 (2 to train on, 2 to test); "
                    "default: the gallery's own (lfw 20 to forget / 10 to retain, olivetti 10 / 4, folder 4)")
+
+
+def _width(column: str) -> int:
+    return max(13, len(column) + 2)
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -47,12 +51,12 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     """The before/after metrics as a fixed-width text table."""
-    lines = [f"{'set':<16}{'when':<8}" + "".join(f"{c:>13}" for c in METRIC_COLUMNS)]
+    lines = [f"{'set':<16}{'when':<8}" + "".join(f"{c:>{_width(c)}}" for c in METRIC_COLUMNS)]
     for part in ("forget", "forget_extended", "retain"):
         for when in ("before", "after"):
             if part in report[when]:
                 m = report[when][part]
-                lines.append(f"{part:<16}{when:<8}" + "".join(f"{m[c]:>13.3f}" if c in m else f"{'-':>13}" for c in METRIC_COLUMNS))
+                lines.append(f"{part:<16}{when:<8}" + "".join(f"{m[c]:>{_width(c)}.3f}" if c in m else f"{'-':>{_width(c)}}" for c in METRIC_COLUMNS))
     return "\n".join(lines)
 
 
@@ -203,11 +207,11 @@ def cmd_audit_models(args: argparse.Namespace) -> int:
     models_line = ", ".join(f"{role}: {m['format']} {m['embed_dim']}-D" for role, m in report["models"].items())
     print(f"{models_line} on {report['dataset']}")
     print(f"forget identities: {', '.join(report['forget_identities'])}")
-    lines = [f"{'set':<16}{'model':<11}" + "".join(f"{c:>13}" for c in METRIC_COLUMNS[:-1])]
+    lines = [f"{'set':<16}{'model':<11}" + "".join(f"{c:>{_width(c)}}" for c in METRIC_COLUMNS[:-1])]
     for part in ("forget", "forget_extended", "retain"):
         for role in models:
             if part in report[role]:
-                lines.append(f"{part:<16}{role:<11}" + "".join(f"{report[role][part][c]:>13.3f}" for c in METRIC_COLUMNS[:-1]))
+                lines.append(f"{part:<16}{role:<11}" + "".join(f"{report[role][part][c]:>{_width(c)}.3f}" for c in METRIC_COLUMNS[:-1]))
     print("\n".join(lines))
     for finding in report["findings"]:
         print(f"- {finding}")

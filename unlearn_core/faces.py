@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .errors import ImageTooLarge, ImageTooSmall, MultipleFaces, NoFaceFound, NotAnImage
+from .storage import atomic_write
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -255,9 +256,7 @@ class ChipCache:
 
         info = PngInfo()
         info.add_text("record", json.dumps(record))
-        tmp = png.with_suffix(".tmp")
-        Image.fromarray(chip).save(tmp, format="PNG", pnginfo=info)
-        tmp.replace(png)
+        atomic_write(png, lambda tmp: Image.fromarray(chip).save(tmp, format="PNG", pnginfo=info))
         return chip, record
 
     def get_many(self, sources: Sequence[Path | np.ndarray], detector: FaceDetector,

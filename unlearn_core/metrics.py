@@ -93,26 +93,40 @@ def mean_cross_identity_cosine(embeddings: np.ndarray, labels: np.ndarray, max_p
 
 
 def protocol_metrics(emb: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], ids: Mapping[str, np.ndarray], n_classes: int,
-                     head_weights: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+                     head_weights: np.ndarray | None = None, original_centroids: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Retrieval, compactness and centroid accuracy for forget and retain identities (S0 §5.3),
     from each protocol part's embeddings, class labels and gallery image ids (keys: ``forget_train,
     forget_test, retain_train, retain_test, distractors``).
 
     ``forget``: forget held-out photos query the gallery of all held-out photos; ``retain``: retain
     held-out photos query their own; ``forget_extended`` (when there are distractors) adds the
-    one-photo distractor identities to the forget gallery. Centroids come from the training photos;
-    ``head_weights`` (unit rows, one per class) add ``head_acc``, the identity head's accuracy.
+    one-photo distractor identities to the forget gallery. ``forget_train`` (retrieval only): forget
+    training photos query all training photos; ``retain_train``: retain training photos query their
+    own; with ``retain``, these are S2's D_f, D_r and D_te for Tug-of-War (``attacks.tug_of_war``).
+
+    ``centroid_acc`` uses the evaluated model's own class centroids (mean training embedding);
+    ``original_centroids`` (one unit row per class, the original model's) adds
+    ``original_centroid_acc``, nearest-centroid accuracy against centroids fixed before unlearning,
+    which is how S0's numbers read (a classification baseline that moves every embedding of a
+    person together keeps its own-centroid accuracy). ``head_weights`` (unit rows) add
+    ``head_acc``, the identity head's accuracy.
     """
     class_centroids = centroids(np.concatenate([emb["forget_train"], emb["retain_train"]]),
                                 np.concatenate([labels["forget_train"], labels["retain_train"]]), n_classes)
+    train_parts = ("forget_train", "retain_train")
 
-    def block(queries: str, gallery_parts: tuple[str, ...]) -> dict[str, float]:
+    def ranking(queries: str, gallery_parts: tuple[str, ...]) -> dict[str, float]:
         g_emb = np.concatenate([emb[p] for p in gallery_parts])
         g_lab = np.concatenate([labels[p] if p != "distractors" else np.full(len(labels[p]), -1) for p in gallery_parts])
         g_ids = np.concatenate([ids[p] for p in gallery_parts])
-        out = retrieval(emb[queries], labels[queries], g_emb, g_lab, ids[queries], g_ids)
+        return retrieval(emb[queries], labels[queries], g_emb, g_lab, ids[queries], g_ids)
+
+    def block(queries: str, gallery_parts: tuple[str, ...]) -> dict[str, float]:
+        out = ranking(queries, gallery_parts)
         out["cs"] = compactness(emb[queries], labels[queries])
         out["centroid_acc"] = centroid_accuracy(emb[queries], labels[queries], class_centroids)
+        if original_centroids is not None:
+            out["original_centroid_acc"] = centroid_accuracy(emb[queries], labels[queries], original_centroids)
         if head_weights is not None:  # forgetting in the classification sense: the head no longer names the person
             out["head_acc"] = centroid_accuracy(emb[queries], labels[queries], head_weights)
         return out
@@ -120,6 +134,8 @@ def protocol_metrics(emb: Mapping[str, np.ndarray], labels: Mapping[str, np.ndar
     result = {"forget": block("forget_test", ("forget_test", "retain_test")), "retain": block("retain_test", ("retain_test",))}
     if len(emb["distractors"]):
         result["forget_extended"] = block("forget_test", ("forget_test", "retain_test", "distractors"))
+    result["forget_train"] = ranking("forget_train", train_parts)
+    result["retain_train"] = ranking("retain_train", ("retain_train",))
     return result
 
 

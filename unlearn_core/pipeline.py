@@ -29,6 +29,7 @@ from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroids, protocol_metrics
 from .model import CosFaceHead, FaceModel
+from .storage import atomic_write
 from .train import TrainConfig, train_cosface
 from .types import Progress
 
@@ -218,11 +219,8 @@ class Workspace:
         progress(0.5, f"training the {kind} model (cached afterwards)")
         model = train_cosface(self.backbone, self.start, data, len(self.classes), self.config.train, seed=self.config.seed,
                               progress=lambda f, m: progress(0.5 + 0.4 * f, f"{kind}: {m}"))
-        path.parent.mkdir(parents=True, exist_ok=True)
         trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_trainable_parameters()}
-        tmp = path.with_suffix(".tmp")
-        save_file(trainable, str(tmp))
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: save_file(trainable, str(tmp)))
         return model
 
     def on(self, device: torch.device) -> Workspace:
@@ -313,6 +311,7 @@ class Workspace:
             support=support,
             retain=self.parts.retain_train,
             test=self.parts.retain_test,
+            forget_test=self.parts.forget_test,
             encode=lambda chips: self.encoder(chips),
             pretrained=self.backbone,
         )
@@ -353,8 +352,11 @@ class Workspace:
         # the CosFace head predicts the class whose normalised weight is nearest in cosine: the same
         # rule as centroid accuracy, with the head's weights as centroids (no second forward pass)
         head_weights = F.normalize(model.head.weight.detach(), dim=1).cpu().numpy() if model.head is not None else None
-        return protocol_metrics({p: embeddings[p][keep[p]] for p in PARTS}, {p: self.parts[p].labels.cpu().numpy()[keep[p]] for p in PARTS},
-                                {p: self.parts[p].image_ids[keep[p]] for p in PARTS}, len(self.classes), head_weights)
+        original = {p: self.embed(self.original, p)[keep[p]] for p in ("forget_train", "retain_train")}
+        labels = {p: self.parts[p].labels.cpu().numpy()[keep[p]] for p in PARTS}
+        original_centroids = centroids(np.concatenate(list(original.values())), np.concatenate([labels[p] for p in original]), len(self.classes))
+        return protocol_metrics({p: embeddings[p][keep[p]] for p in PARTS}, labels, {p: self.parts[p].image_ids[keep[p]] for p in PARTS},
+                                len(self.classes), head_weights, original_centroids)
 
 
 def concat_face_data(parts: list[FaceData]) -> FaceData:

@@ -17,3 +17,14 @@ def test_random_labeling_without_retain_term_is_data_free(lfw_audit):
 
 def test_random_labeling_is_deterministic(lfw_audit):
     lfw_audit.assert_deterministic("random_labeling", batch_size=8)
+
+
+def test_fixed_centroids_see_what_own_centroids_cannot(lfw_audit):
+    """Random labeling moves a person's photos together: nearest-centroid accuracy against the
+    model's own centroids stays high, against the original model's centroids (S0's reading, whose
+    RL row is 0.00) it falls."""
+    run = lfw_audit.run("random_labeling", iterations=STEPS, batch_size=16)
+    forget = run.after["forget"]
+    assert run.before["forget"]["original_centroid_acc"] == run.before["forget"]["centroid_acc"]  # the original model: one and the same
+    assert forget["original_centroid_acc"] < run.before["forget"]["original_centroid_acc"] - 0.5
+    assert forget["centroid_acc"] > forget["original_centroid_acc"] + 0.3

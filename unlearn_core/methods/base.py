@@ -28,6 +28,8 @@ from ..types import Progress
 from .saliency import apply_mask, saliency_mask
 
 DATA_PARTS = ("forget", "retain", "support")
+HELD_OUT_PARTS = ("test", "forget_test")
+"""Held-out images a method may read only when it declares them (in ``data_needs``)."""
 
 
 def param(default: Any, low: float | None = None, high: float | None = None, help: str = "",
@@ -54,15 +56,17 @@ class UnlearnRequest:
     encode: Callable[[Any], torch.Tensor] | None = None
     test: FaceData | None = None
     """Held-out images of retained identities, for methods that need unseen data (e.g. JiT-free attacks)."""
+    forget_test: FaceData | None = None
+    """Held-out images of the forget identities, for a termination rule that reads them (S4 Eq. 8)."""
     pretrained: Backbone | None = None
     """The pretrained embedder the original model was fine-tuned from (for ``retrain``)."""
 
     def restricted_to(self, needs: frozenset[str]) -> UnlearnRequest:
-        return dataclasses.replace(self, **{p: None for p in (*DATA_PARTS, "test") if p not in needs})
+        return dataclasses.replace(self, **{p: None for p in (*DATA_PARTS, *HELD_OUT_PARTS) if p not in needs})
 
     def mapped(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> UnlearnRequest:
         """This request with every part's inputs (and ``encode``'s output) passed through ``fn``."""
-        parts = {p: getattr(self, p).map_inputs(fn) for p in (*DATA_PARTS, "test") if getattr(self, p) is not None}
+        parts = {p: getattr(self, p).map_inputs(fn) for p in (*DATA_PARTS, *HELD_OUT_PARTS) if getattr(self, p) is not None}
         encode = (lambda chips, inner=self.encode: fn(inner(chips))) if self.encode is not None else None
         return dataclasses.replace(self, encode=encode, **parts)
 
