@@ -12,15 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from .audit import run_audit
+from .backbones import create_backbone
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
+from .data import load_gallery
 from .errors import UnlearnError
 from .faces import load_image
 from .forget_me import FORGET_ME_PRESET, ForgetMeConfig, forget_me
+from .index import GalleryIndex
+from .ingest import ChipEmbedder, ingest
 from .methods import create_method, list_methods, method_class, preset_params
-from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig
+from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, cache_dir, resolve_device
 from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "head_acc")
@@ -168,6 +173,24 @@ def cmd_forget_me(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = str(resolve_device(args.device))
+    embedder = ChipEmbedder(create_backbone(args.backbone), device=device)
+    result = ingest(load_gallery(args.dataset), embedder, cache_dir(), args.batch_size)
+    stats = result.stats
+    print(f"{len(result.rows)} faces of {stats.n_images} images ({stats.n_images - len(result.rows)} without a face), {device}; "
+          f"this run aligned {stats.aligned} ({stats.rate('align'):.1f} img/s) and embedded {stats.embedded} ({stats.rate('embed'):.1f} img/s); "
+          f"{stats.shards_read} batches read from the cache, {stats.shards_written} written")
+    if args.index:
+        started = time.perf_counter()
+        index = GalleryIndex.build(result.rows, result.vectors, result.labels)
+        index.save(args.index)
+        print(f"{index.kind} index of {index.count} vectors built in {time.perf_counter() - started:.2f} s, saved to {args.index}")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in list_methods():
         cls = method_class(name)
@@ -261,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--train-from", default="auto")
     fm.add_argument("--json", help="write the JSON report here")
     fm.set_defaults(func=cmd_forget_me)
+    ing = sub.add_parser("ingest", help="align and embed a whole gallery in resumable batches (and save its search index)")
+    ing.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
+    ing.add_argument("--backbone", default="dlib_resnet")
+    ing.add_argument("--batch-size", type=int, default=256)
+    ing.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ing.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for alignment and embedding (default torch's; 1 is faster on a CPU shared with other jobs)")
+    ing.add_argument("--index", help="save the gallery's search index (GalleryIndex) to this folder")
+    ing.set_defaults(func=cmd_ingest)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from .errors import InvalidParameter
+from .index import GalleryIndex
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -111,16 +112,18 @@ class RetrievalRow:
 def top_k(query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, gallery: np.ndarray,
           gallery_labels: np.ndarray, gallery_ids: np.ndarray, query_chips: np.ndarray, gallery_chips: np.ndarray,
           names: Sequence[str], k: int = 5) -> list[RetrievalRow]:
-    """The ``k`` most similar gallery images for each query (cosine), the query's own image
-    excluded; a hit is correct when it shows the query's identity. Label -1 = an unnamed distractor."""
+    """The ``k`` most similar gallery images for each query (cosine, through an exact
+    ``GalleryIndex`` of the gallery), the query's own image excluded; a hit is correct when it
+    shows the query's identity. Label -1 = an unnamed distractor. Gallery ids must be unique."""
     if not 1 <= k <= 50:
         raise InvalidParameter(f"k must be between 1 and 50, got {k}")
-    sims = unit_rows(query) @ unit_rows(gallery).T
-    sims[query_ids[:, None] == gallery_ids[None, :]] = -np.inf
+    index = GalleryIndex.build(gallery_ids, gallery, gallery_labels, exact_below=len(gallery) + 1)
+    scores, found = index.search(query, min(k + 1, max(index.count, 1)))
+    row_of = {int(g): j for j, g in enumerate(gallery_ids)}
     rows = []
-    for q, sim in enumerate(sims):
-        order = [j for j in np.argsort(-sim, kind="stable")[:k] if np.isfinite(sim[j])]
-        hits = [Hit(gallery_chips[j], float(sim[j]), bool(gallery_labels[j] == query_labels[q]),
-                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for j in order]
+    for q, (q_scores, q_found) in enumerate(zip(scores, found)):
+        kept = [(s, row_of[int(g)]) for s, g in zip(q_scores, q_found) if g >= 0 and g != query_ids[q]][:k]
+        hits = [Hit(gallery_chips[j], float(s), bool(gallery_labels[j] == query_labels[q]),
+                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for s, j in kept]
         rows.append(RetrievalRow(query_chips[q], names[query_labels[q]], hits))
     return rows
