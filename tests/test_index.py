@@ -5,7 +5,7 @@ import pytest
 from unlearn_core.errors import InvalidParameter
 from unlearn_core.features import GALLERY_PARTS
 from unlearn_core.index import EXACT_BELOW, GalleryIndex, IVFParams
-from unlearn_core.metrics import unit_rows
+from unlearn_core.metrics import index_retrieval, retrieval, unit_rows
 
 
 def gallery_of(ws) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,6 +35,17 @@ def test_exact_search_is_the_dense_cosine_ranking_on_lfw(lfw_workspace):
     assert np.array_equal(found[distinct], want_ids[:, :10][distinct])
     label_of = dict(zip(ids.tolist(), labels.tolist()))
     np.testing.assert_array_equal(index.labels_of(found), np.vectorize(label_of.get)(found))
+
+
+def test_retrieval_metrics_through_the_index_equal_the_dense_ones_on_lfw(lfw_workspace):
+    ids, vectors, labels = gallery_of(lfw_workspace)
+    test = lfw_workspace.parts.forget_test
+    queries, q_labels = lfw_workspace.embed(lfw_workspace.original, "forget_test"), test.labels.cpu().numpy()
+    dense = retrieval(queries, q_labels, vectors, labels, test.image_ids, ids)
+    indexed = index_retrieval(GalleryIndex.build(ids, vectors, labels), queries, q_labels, test.image_ids)
+    assert indexed["n_queries"] == dense["n_queries"] == len(queries)
+    for metric in ("mAP", "rank1", "rank5"):
+        assert indexed[metric] == pytest.approx(dense[metric], abs=1e-4)
 
 
 def test_deleting_a_person_removes_exactly_their_rows_and_persists(lfw_workspace, tmp_path):

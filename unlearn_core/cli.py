@@ -12,12 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import torch
 from tqdm.auto import tqdm
 
 from .audit import run_audit
 from .backbones import create_backbone
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
+from .bench_scale import render as render_scale
+from .bench_scale import run_bench_scale
 from .data import load_gallery
 from .errors import UnlearnError
 from .faces import load_image
@@ -138,6 +141,15 @@ def read_photo(path: str) -> bytes:
         raise UnlearnError(f"cannot read {path}: {err.strerror or err}") from None
 
 
+def format_index_states(states: dict[str, dict[str, float]]) -> str:
+    """The search index in each state of forgetting (``forget_me.INDEX_STATES``) as a text table."""
+    columns = list(dict.fromkeys(c for m in states.values() for c in m))
+    lines = ["search index: your check photos as queries; stored_*: the rows the service keeps of you as queries",
+             f"{'state':<18}" + "".join(f"{c:>12}" for c in columns)]
+    lines += [f"{state:<18}" + "".join(f"{m[c]:>12.3f}" if c in m else f"{'deleted':>12}" for c in columns) for state, m in states.items()]
+    return "\n".join(lines)
+
+
 def cmd_forget_me(args: argparse.Namespace) -> int:
     method, params = method_and_params(args, "gallery_assisted", FORGET_ME_PRESET)
     config = ForgetMeConfig(method=method, params=params, iterations=args.iterations, take_main_face=args.main_face, seed=args.seed)
@@ -164,6 +176,7 @@ def cmd_forget_me(args: argparse.Namespace) -> int:
         for when in whens:
             m = block[when]
             print(f"{name:<22}{when:<16}" + "".join(f"{m[k]:>8.3f}" if k in m else f"{'-':>8}" for k in ("mAP", "rank1", "cs")))
+    print(format_index_states(report["index"]))
     for note in result.notes:
         print(f"note: {note}")
     print("timing (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["timing_s"].items()))
@@ -188,6 +201,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         index = GalleryIndex.build(result.rows, result.vectors, result.labels)
         index.save(args.index)
         print(f"{index.kind} index of {index.count} vectors built in {time.perf_counter() - started:.2f} s, saved to {args.index}")
+    return 0
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
+    embedder = ChipEmbedder(create_backbone(args.backbone), device=str(resolve_device(args.device)))
+    results = run_bench_scale(load_gallery(args.dataset), embedder, cache_dir(), parse_ints(args.sizes), args.rate_sample)
+    text = render_scale(results)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
     return 0
 
 
@@ -293,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPU threads for alignment and embedding (default torch's; 1 is faster on a CPU shared with other jobs)")
     ing.add_argument("--index", help="save the gallery's search index (GalleryIndex) to this folder")
     ing.set_defaults(func=cmd_ingest)
+    scale = sub.add_parser("bench-scale", help="ingestion rates; index build, latency, recall and deletes at 13k (LFW), 100k, 1M vectors")
+    scale.add_argument("--dataset", default="lfw", help="the real gallery (lfw, olivetti, or folder:PATH)")
+    scale.add_argument("--sizes", default="100000,1000000", help="synthetic gallery sizes (vectors)")
+    scale.add_argument("--rate-sample", type=int, default=200, help="images aligned and embedded from scratch to measure the rates")
+    scale.add_argument("--backbone", default="dlib_resnet")
+    scale.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    scale.add_argument("--threads", type=int, default=None, help="CPU threads for torch and faiss (default theirs)")
+    scale.add_argument("--out", help="write the markdown report here")
+    scale.set_defaults(func=cmd_bench_scale)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)

@@ -76,12 +76,19 @@ class GalleryIndex:
     def kind(self) -> str:
         return "exact" if self.ivf is None else f"ivf{self.ivf.nlist},nprobe{self.ivf.nprobe}"
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """Search ``nprobe`` IVF cells per query from now on (more: higher recall, slower)."""
+        if self.ivf is None or not 1 <= nprobe <= self.ivf.nlist:
+            raise InvalidParameter(f"nprobe must be in [1, nlist] of an IVF index; this index is {self.kind}")
+        self.ivf = IVFParams(self.ivf.nlist, nprobe)
+        self._index.nprobe = nprobe
+
     @property
     def count(self) -> int:
         return int(self._index.ntotal)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, labels: np.ndarray) -> None:
-        """Add rows (vectors are L2-normalised here); an id already present is refused."""
+        """Add rows (vectors are L2-normalised here); ids are non-negative and new to the index."""
         ids = np.asarray(ids, dtype=np.int64)
         labels = np.asarray(labels, dtype=np.int64)
         vectors = _as_vectors(vectors)
@@ -89,6 +96,8 @@ class GalleryIndex:
             raise InvalidParameter(f"add needs one id and one label per vector: {len(ids)} ids, {len(labels)} labels, {len(vectors)} vectors")
         if vectors.shape[1] != self.dim:
             raise InvalidParameter(f"this index holds {self.dim}-D vectors, got {vectors.shape[1]}-D")
+        if len(ids) and ids.min() < 0:
+            raise InvalidParameter("ids must be non-negative (search pads with -1)")
         if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids).any():
             raise InvalidParameter("ids must be unique within the index")
         self._index.add_with_ids(vectors, ids)
