@@ -109,4 +109,7 @@ def test_build_switches_to_ivf_at_the_threshold():
     x = rng.normal(size=(300, 8))
     assert GalleryIndex.build(np.arange(300), x, np.zeros(300), exact_below=301).kind == "exact"
     assert GalleryIndex.build(np.arange(300), x, np.zeros(300), exact_below=300, ivf=IVFParams(4, 2)).kind == "ivf4,nprobe2"
-    assert IVFParams.for_size(1_000_000) == IVFParams(1024, 32) and IVFParams.for_size(EXACT_BELOW).nlist == 256
+    assert IVFParams.for_size(1_000_000) == IVFParams(1024, 64) and IVFParams.for_size(EXACT_BELOW) == IVFParams(256, 32)
+    assert IVFParams.for_size(100) == IVFParams(16, 16)
+    with pytest.raises(InvalidParameter):  # 16 cells need 16 x 39 training vectors
+        GalleryIndex.build(np.arange(300), x, np.zeros(300), exact_below=0)

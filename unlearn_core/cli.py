@@ -186,11 +186,20 @@ def cmd_forget_me(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def pretrained_embedder(args: argparse.Namespace) -> ChipEmbedder:
+    """The pretrained ``--backbone`` on ``--device`` with ``--threads`` CPU threads (torch and faiss)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = str(resolve_device(args.device))
-    embedder = ChipEmbedder(create_backbone(args.backbone), device=device)
+        faiss.omp_set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    backbone = create_backbone(args.backbone)
+    backbone.module.to(device)
+    return ChipEmbedder(backbone, device=str(device))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    embedder = pretrained_embedder(args)
+    device = embedder.device
     result = ingest(load_gallery(args.dataset), embedder, cache_dir(), args.batch_size)
     stats = result.stats
     print(f"{len(result.rows)} faces of {stats.n_images} images ({stats.n_images - len(result.rows)} without a face), {device}; "
@@ -205,10 +214,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_scale(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        faiss.omp_set_num_threads(args.threads)
-    embedder = ChipEmbedder(create_backbone(args.backbone), device=str(resolve_device(args.device)))
+    embedder = pretrained_embedder(args)
     results = run_bench_scale(load_gallery(args.dataset), embedder, cache_dir(), parse_ints(args.sizes), args.rate_sample)
     text = render_scale(results)
     print(text)
@@ -316,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--batch-size", type=int, default=256)
     ing.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ing.add_argument("--threads", type=int, default=None,
-                     help="CPU threads for alignment and embedding (default torch's; 1 is faster on a CPU shared with other jobs)")
+                     help="CPU threads for torch and faiss (default theirs; 1 is faster on a CPU shared with other jobs)")
     ing.add_argument("--index", help="save the gallery's search index (GalleryIndex) to this folder")
     ing.set_defaults(func=cmd_ingest)
     scale = sub.add_parser("bench-scale", help="ingestion rates; index build, latency, recall and deletes at 13k (LFW), 100k, 1M vectors")
