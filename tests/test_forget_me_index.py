@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from unlearn_core.forget_me import INDEX_STATES, forget_me
+from unlearn_core.viz import explain, index_states_table
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
 
@@ -30,3 +31,13 @@ def test_stale_vectors_still_match_where_the_re_embedded_index_does_not(mccain):
     states = mccain.index
     assert states["stale"]["stored_rank1"] == 1.0 and states["stale"]["stored_mAP"] > 0.9  # measured 1.00
     assert states["unlearning_only"]["stored_mAP"] < 0.3  # measured 0.01
+
+
+@pytest.mark.fast
+def test_the_index_states_table_says_deleted_where_the_stored_rows_are_gone():
+    states = {"before": {"mAP": 1.0, "rank1": 1.0, "stored_mAP": 1.0, "stored_rank1": 1.0},
+              "both": {"mAP": 0.07, "rank1": 0.0}}
+    headers, rows = index_states_table(states)
+    assert headers[:2] == ["index state", "what the service did"] and len(rows) == 2
+    assert rows[1][0] == "both" and rows[1][2:] == ["0.070", "0.000", "deleted", "deleted"]
+    assert all(explain(h) for h in ("index state", "check mAP", "stored mAP"))
