@@ -70,11 +70,11 @@ def test_ivf_is_exact_with_every_cell_probed_and_approximate_with_one(lfw_worksp
     ids, vectors, labels = gallery_of(lfw_workspace)
     queries = lfw_workspace.embed(lfw_workspace.original, "retain_train")
     exact = GalleryIndex.build(ids, vectors, labels).search(queries, 10)[1]
-    full = GalleryIndex.build(ids, vectors, labels, exact_below=0, ivf=IVFParams(nlist=8, nprobe=8))
-    assert full.kind == "ivf8,nprobe8"
+    full = GalleryIndex.build(ids, vectors, labels, exact_below=0, ivf=IVFParams(nlist=4, nprobe=4))
+    assert full.kind == "ivf4,nprobe4"
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(full.search(queries, 10)[1], exact)])
     assert recall > 0.999
-    one = GalleryIndex.build(ids, vectors, labels, exact_below=0, ivf=IVFParams(nlist=8, nprobe=1))
+    one = GalleryIndex.build(ids, vectors, labels, exact_below=0, ivf=IVFParams(nlist=4, nprobe=1))
     one_recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(one.search(queries, 10)[1], exact)])
     assert one_recall < recall
     loaded = GalleryIndex.load(one.save(tmp_path / "ivf"))
