@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me
+.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -55,3 +55,8 @@ bench-short: install
 
 bench-forget-me: install
 	$(PY) -m unlearn_core bench --dataset lfw --methods projection --seeds 0,1,2 --retain 40 --budget paper --protocols standard,one_shot,gallery_assisted --out docs/bench-lfw-forget-me.md --json docs/bench-lfw-forget-me.json
+
+# Ingestion rates and the gallery index at 13k (all of LFW, real), 100k and 1M (synthetic) vectors. One thread each for
+# torch and faiss: on a CPU shared with other jobs, two threads per process were slower (MTCNN 0.5 vs 4 img/s).
+bench-scale: install
+	$(PY) -m unlearn_core bench-scale --threads 1 --sizes 100000,1000000 --out docs/bench-scale.md

@@ -359,6 +359,7 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
                                       sets=("you", "retain"))
     bars = viz.before_after_bars({"your CS": (v["before"]["cs"], v["after"]["cs"]), "your mAP": (v["before"]["mAP"], v["after"]["mAP"]),
                                   "retain mAP": (r["before"]["mAP"], r["after"]["mAP"])}, "You vs. everyone else")
+    table = viz.table_html(headers, rows) + viz.table_html(*viz.index_states_table(result.index))  # the search index's states
     before = viz.gallery_html(result.retrieval_before, "Before: who the model finds for your photos")
     after = viz.gallery_html(result.retrieval_after, "After unlearning")
     privacy = forget_me_privacy_text(result.mia)
@@ -368,10 +369,10 @@ def run_forget_me(portrait: Any, extras: list[Any] | None, method: str, iteratio
     status = _message("ok", f"Done in {wait:.1f} s on {report['device']}: {config.method}{steps}. Your check photos' mAP "
                             f"{v['before']['mAP']:.2f} → {v['after']['mAP']:.2f} (model), {deleted['mAP']:.2f} after deleting what was found. "
                             f"Your photos were used in memory only and discarded.{notes}")
-    html_report = viz.html_report("Forget me: report", report, [bars], [crop, viz.table_html(headers, rows), before, after])
+    html_report = viz.html_report("Forget me: report", report, [bars], [crop, table, before, after])
     download = (download_link(viz.to_json(report), "forget-me-report.json", "application/json", "Download report (JSON)") + " · "
                 + download_link(html_report, "forget-me-report.html", "text/html", "Download report (HTML)"))
-    return status, crop, viz.table_html(headers, rows), bars, before, after, privacy, download, state
+    return status, crop, table, bars, before, after, privacy, download, state
 
 
 def forget_me_privacy_text(mia: dict | None) -> str:

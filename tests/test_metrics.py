@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unlearn_core.metrics import centroid_accuracy, centroids, compactness, retrieval
+from unlearn_core.metrics import centroid_accuracy, centroids, compactness, retrieval, top_k
 
 pytestmark = pytest.mark.fast
 
@@ -46,3 +46,14 @@ def test_centroid_accuracy():
     train = unit(0, 10, 90, 100)
     c = centroids(train, np.array([0, 0, 1, 1]), 2)
     assert centroid_accuracy(unit(5, 80, 40), np.array([0, 1, 1]), c) == pytest.approx(2 / 3)
+
+
+def test_top_k_leaves_the_query_out_and_keeps_uploads_with_negative_ids():
+    gallery = unit(0, 2, 4, 90)
+    labels = np.array([0, 0, 1, 1])
+    ids = np.array([-1, -2, 7, 8])  # -1, -2: uploads
+    chips = np.arange(4)[:, None] * np.ones((4, 2))
+    rows = top_k(unit(0), np.array([0]), np.array([-1]), gallery, labels, ids, chips[:1], chips, ["a", "b"], k=3)
+    hits = rows[0].hits
+    assert [h.name for h in hits] == ["a", "b", "b"] and [h.correct for h in hits] == [True, False, False]
+    assert hits[0].chip[0] == 1 and hits[0].similarity == pytest.approx(np.cos(np.radians(2)), abs=1e-6)

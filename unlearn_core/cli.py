@@ -13,17 +13,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
+import torch
 from tqdm.auto import tqdm
 
 from .audit import audit_models, run_audit
+from .backbones import create_backbone
 from .backbones.external import EmbedderSpec, load_embedder
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
+from .bench_scale import render as render_scale
+from .bench_scale import run_bench_scale
 from .data import load_gallery, person_photos
 from .errors import UnlearnError
 from .faces import load_image
 from .forget_me import FORGET_ME_PRESET, ForgetMeConfig, forget_me
+from .index import GalleryIndex
+from .ingest import ChipEmbedder, ingest
 from .methods import create_method, list_methods, method_class, preset_params
-from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, resolve_device
+from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, cache_dir, resolve_device
 from .privacy import format_privacy_table
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "original_centroid_acc", "head_acc")
@@ -140,6 +147,15 @@ def read_photo(path: str) -> bytes:
         raise UnlearnError(f"cannot read {path}: {err.strerror or err}") from None
 
 
+def format_index_states(states: dict[str, dict[str, float]]) -> str:
+    """The search index in each state of forgetting (``forget_me.INDEX_STATES``) as a text table."""
+    columns = list(dict.fromkeys(c for m in states.values() for c in m))
+    lines = ["search index: your check photos as queries; stored_*: the rows the service keeps of you as queries",
+             f"{'state':<18}" + "".join(f"{c:>12}" for c in columns)]
+    lines += [f"{state:<18}" + "".join(f"{m[c]:>12.3f}" if c in m else f"{'deleted':>12}" for c in columns) for state, m in states.items()]
+    return "\n".join(lines)
+
+
 def cmd_forget_me(args: argparse.Namespace) -> int:
     method, params = method_and_params(args, "gallery_assisted", FORGET_ME_PRESET)
     config = ForgetMeConfig(method=method, params=params, iterations=args.iterations, take_main_face=args.main_face, seed=args.seed)
@@ -166,6 +182,7 @@ def cmd_forget_me(args: argparse.Namespace) -> int:
         for when in whens:
             m = block[when]
             print(f"{name:<22}{when:<16}" + "".join(f"{m[k]:>8.3f}" if k in m else f"{'-':>8}" for k in ("mAP", "rank1", "cs")))
+    print(format_index_states(report["index"]))
     for note in result.notes:
         print(f"note: {note}")
     print("timing (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["timing_s"].items()))
@@ -218,6 +235,43 @@ def cmd_audit_models(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
         print(f"report written to {args.json}")
+    return 0
+
+
+def pretrained_embedder(args: argparse.Namespace) -> ChipEmbedder:
+    """The pretrained ``--backbone`` on ``--device`` with ``--threads`` CPU threads (torch and faiss)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    backbone = create_backbone(args.backbone)
+    backbone.module.to(device)
+    return ChipEmbedder(backbone, device=str(device))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    embedder = pretrained_embedder(args)
+    device = embedder.device
+    result = ingest(load_gallery(args.dataset), embedder, cache_dir(), args.batch_size)
+    stats = result.stats
+    print(f"{len(result.rows)} faces of {stats.n_images} images ({stats.n_images - len(result.rows)} without a face), {device}; "
+          f"this run aligned {stats.aligned} ({stats.rate('align'):.1f} img/s) and embedded {stats.embedded} ({stats.rate('embed'):.1f} img/s); "
+          f"{stats.shards_read} batches read from the cache, {stats.shards_written} written")
+    if args.index:
+        started = time.perf_counter()
+        index = GalleryIndex.build(result.rows, result.vectors, result.labels)
+        index.save(args.index)
+        print(f"{index.kind} index of {index.count} vectors built in {time.perf_counter() - started:.2f} s, saved to {args.index}")
+    return 0
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    embedder = pretrained_embedder(args)
+    results = run_bench_scale(load_gallery(args.dataset), embedder, cache_dir(), parse_ints(args.sizes), args.rate_sample)
+    text = render_scale(results)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
     return 0
 
 
@@ -331,6 +385,24 @@ def build_parser() -> argparse.ArgumentParser:
     am.add_argument("--device", default="auto", help="auto, cpu or cuda")
     am.add_argument("--json", help="write the JSON report here")
     am.set_defaults(func=cmd_audit_models)
+    ing = sub.add_parser("ingest", help="align and embed a whole gallery in resumable batches (and save its search index)")
+    ing.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
+    ing.add_argument("--backbone", default="dlib_resnet")
+    ing.add_argument("--batch-size", type=int, default=256)
+    ing.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ing.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for torch and faiss (default theirs; 1 is faster on a CPU shared with other jobs)")
+    ing.add_argument("--index", help="save the gallery's search index (GalleryIndex) to this folder")
+    ing.set_defaults(func=cmd_ingest)
+    scale = sub.add_parser("bench-scale", help="ingestion rates; index build, latency, recall and deletes at 13k (LFW), 100k, 1M vectors")
+    scale.add_argument("--dataset", default="lfw", help="the real gallery (lfw, olivetti, or folder:PATH)")
+    scale.add_argument("--sizes", default="100000,1000000", help="synthetic gallery sizes (vectors)")
+    scale.add_argument("--rate-sample", type=int, default=200, help="images aligned and embedded from scratch to measure the rates")
+    scale.add_argument("--backbone", default="dlib_resnet")
+    scale.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    scale.add_argument("--threads", type=int, default=None, help="CPU threads for torch and faiss (default theirs)")
+    scale.add_argument("--out", help="write the markdown report here")
+    scale.set_defaults(func=cmd_bench_scale)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)

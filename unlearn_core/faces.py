@@ -211,6 +211,14 @@ def align_portrait(source: ImageSource, template: np.ndarray, size: int, allow_m
     return AlignedFace(align(image, det.landmarks, template, size), det, len(detections))
 
 
+def content_digest(source: Path | np.ndarray) -> tuple[bytes | np.ndarray, str]:
+    """A dataset image's content (file bytes, or the array) and its sha256, the key of every cache."""
+    if isinstance(source, np.ndarray):
+        return source, hashlib.sha256(str(source.shape).encode() + source.tobytes()).hexdigest()
+    data = Path(source).read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
 class ChipCache:
     """Aligned dataset chips on disk, keyed by (template, size) and the image's sha256.
 
@@ -226,14 +234,13 @@ class ChipCache:
     def _path(self, digest: str, suffix: str) -> Path:
         return self.root / digest[:2] / f"{digest}{suffix}"
 
+    def has(self, digest: str) -> bool:
+        """Whether the image with this content digest was aligned already (a chip or a no-face marker)."""
+        return self._path(digest, ".png").exists() or self._path(digest, ".none").exists()
+
     def get(self, source: Path | np.ndarray, detector: FaceDetector) -> tuple[np.ndarray | None, dict]:
         """The chip for a dataset image (``None`` if it has no face) and its detection record."""
-        if isinstance(source, np.ndarray):
-            data: bytes | np.ndarray = source
-            digest = hashlib.sha256(str(source.shape).encode() + source.tobytes()).hexdigest()
-        else:
-            data = Path(source).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
+        data, digest = content_digest(source)
         png, none = self._path(digest, ".png"), self._path(digest, ".none")
         if png.exists():
             with Image.open(png) as cached:

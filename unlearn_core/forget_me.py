@@ -32,8 +32,9 @@ from .errors import InvalidParameter, UnlearnError, whole_number
 from .faces import AlignedFace, ImageSource, align_portrait
 from .features import GALLERY_PARTS, FaceData, augment_chips
 from .find import FindOutcome
+from .index import GalleryIndex
 from .methods import Budget, UnlearnRequest, create_method, preset_params
-from .metrics import RetrievalRow, compactness, retrieval, top_k, unit_rows
+from .metrics import RetrievalRow, compactness, index_retrieval, retrieval, top_k, unit_rows
 from .model import FaceModel
 from .pipeline import RECOMMENDED, Workspace, concat_face_data, device_name
 from .types import Progress
@@ -76,6 +77,8 @@ class ForgetMeResult:
     retrieval_after: list[RetrievalRow]
     visitor: dict[str, dict[str, float]]
     """``{"before", "after", "after_deletion"}`` -> cs, mAP, rank1 of the visitor's check photos."""
+    index: dict[str, dict[str, float]]
+    """``index_states``: the search index in each state of forgetting (``INDEX_STATES``)."""
     found_chips: np.ndarray
     """The photos the find step found (shown to the visitor: "we found these N photos of you")."""
     retain: dict[str, dict[str, float]]
@@ -197,9 +200,11 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     # enrolling adds a head row only, so the private copy embeds exactly as the original (cached)
     embedded = {"before": ws.embeddings(ws.original), "after": ws.embeddings(model_after)}
     models = {"before": model_before, "after": model_after}
+    visitor_emb = {when: ws.embed_data(model, visitor_photos) for when, model in models.items()}
     views = {"before": ("before", set()), "after": ("after", set()), "after_deletion": ("after", deleted)}
-    evaluation = {name: _visitor_view(ws, models[when], embedded[when], visitor_photos, len(checks), names, config.k, drop)
+    evaluation = {name: _visitor_view(ws, embedded[when], visitor_emb[when], visitor_photos, len(checks), names, config.k, drop)
                   for name, (when, drop) in views.items()}
+    states = index_states(ws, embedded, visitor_emb, visitor_photos, len(held), len(checks), deleted, config.k)
     retain = {"before": ws.baseline()["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
     mia = membership_verdict(ws, models, embedded, concat_face_data([selfie, checks]))
     known = [int(c) for c in matched if c != label]
@@ -218,11 +223,57 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
         "n_faces_in_portrait": face.n_faces, "n_enrolled": len(held), "n_check": len(chips["check"]), "one_shot_check": one_shot_check,
         "find": {**find.to_json(), "n_other_people": int((~is_visitor).sum()), "n_gallery_rows": len(gallery_rows),
                  "thresholds": finder.to_json()},
-        "visitor": visitor_metrics, "gallery_identities": gallery_identities, "retain": retain, "privacy": mia, "timing_s": timing, "notes": notes,
+        "visitor": visitor_metrics, "index": states, "gallery_identities": gallery_identities, "retain": retain, "privacy": mia,
+        "timing_s": timing, "notes": notes,
     }
     progress(1.0, "done")
-    return ForgetMeResult(face, notes, one_shot_check, evaluation["before"][0], evaluation["after"][0], visitor_metrics,
+    return ForgetMeResult(face, notes, one_shot_check, evaluation["before"][0], evaluation["after"][0], visitor_metrics, states,
                           found_data.chips, retain, mia, timing, model_after, report)
+
+
+INDEX_STATES = {
+    "before": ("before", False, False),
+    "deletion_only": ("before", True, False),
+    "unlearning_only": ("after", False, False),
+    "both": ("after", True, False),
+    "stale": ("after", False, True),
+}
+"""State -> (model, found rows deleted, the visitor's stored rows keep the old model's vectors).
+``deletion_only``: the rows are deleted, the model is unchanged (new photos of the person still
+match each other); ``unlearning_only``: the model changed and the index was re-embedded, nothing
+deleted; ``both``: what "forget me" does; ``stale``: the model changed and the index was
+re-embedded except the person's stored rows, which keep the old model's vectors."""
+
+
+def index_states(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], visitor_emb: dict[str, np.ndarray], visitor: FaceData,
+                 n_held: int, n_check: int, deleted: set[int], k: int) -> dict[str, dict[str, float]]:
+    """The search index (``GalleryIndex``: the workspace's test gallery plus the visitor's photos,
+    ``visitor`` = selfie, ``n_held`` stored photos, ``n_check`` check photos) in each of
+    ``INDEX_STATES``, searched two ways: ``mAP`` / ``rank1`` / ``top{k}``: the check photos, embedded
+    by that state's model, as queries (does a new photo of the person find them?); ``stored_*``:
+    the visitor's stored rows as queries with the vectors the index holds for them, against the
+    gallery and each other (do the rows the service keeps still find each other? not measured
+    where they were deleted)."""
+    labels = np.concatenate([ws.parts[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [visitor.labels.cpu().numpy()])
+    image_ids = np.concatenate([ws.parts[p].image_ids for p in GALLERY_PARTS] + [visitor.image_ids])
+    rows = np.arange(len(labels))  # the index's ids (image ids of uploads are negative)
+    first = len(labels) - len(visitor)
+    stored, checks = first + np.arange(1, 1 + n_held), rows[len(labels) - n_check :]
+    out = {}
+    for state, (when, delete, stale) in INDEX_STATES.items():
+        vectors = np.concatenate([embedded[when][p] for p in GALLERY_PARTS] + [visitor_emb[when]])
+        if stale:
+            vectors[stored] = visitor_emb["before"][stored - first]
+        index = GalleryIndex.build(rows, vectors, labels)
+        if delete:
+            index.delete(ids=rows[np.isin(image_ids, list(deleted))])
+        metrics = index_retrieval(index, vectors[checks], labels[checks], checks, ranks=(1, k))
+        out[state] = {"mAP": metrics["mAP"], "rank1": metrics["rank1"], f"top{k}": metrics[f"rank{k}"]}
+        if not delete and n_held:  # the service's own holdings: its gallery and the person's stored rows
+            index.delete(ids=np.setdiff1d(rows[first:], stored))
+            held = index_retrieval(index, vectors[stored], labels[stored], stored, ranks=(1, k))
+            out[state].update({"stored_mAP": held["mAP"], "stored_rank1": held["rank1"], f"stored_top{k}": held[f"rank{k}"]})
+    return out
 
 
 def split_extra_photos(photos: Sequence[ImageSource]) -> tuple[list[ImageSource], list[ImageSource]]:
@@ -259,13 +310,11 @@ def take_rows(parts: list[FaceData], rows: np.ndarray) -> FaceData:
     return concat_face_data([d.subset(rows[(rows >= a) & (rows < b)] - a) for d, a, b in zip(parts, offsets[:-1], offsets[1:])])
 
 
-@torch.no_grad()
-def _visitor_view(ws: Workspace, model: FaceModel, embedded: dict[str, np.ndarray], visitor: FaceData, n_check: int,
+def _visitor_view(ws: Workspace, embedded: dict[str, np.ndarray], v_emb: np.ndarray, visitor: FaceData, n_check: int,
                   names: list[str], k: int, deleted: set[int]) -> tuple[list[RetrievalRow], dict[str, float]]:
-    """Top-k rows for the visitor's check photos (the last ``n_check`` of ``visitor``) and their
-    metrics, against the workspace's test gallery (``embedded`` under ``model``) plus all of the
-    visitor's photos, less the ``deleted`` image ids."""
-    v_emb = ws.embed_data(model, visitor)
+    """Top-k rows for the visitor's check photos (the last ``n_check`` of ``visitor``, embedded
+    ``v_emb`` under the same model as ``embedded``) and their metrics, against the workspace's test
+    gallery plus all of the visitor's photos, less the ``deleted`` image ids."""
     g_emb = np.concatenate([embedded[p] for p in GALLERY_PARTS] + [v_emb])
     g_lab = np.concatenate([ws.parts[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [visitor.labels.cpu().numpy()])
     g_ids = np.concatenate([ws.parts[p].image_ids for p in GALLERY_PARTS] + [visitor.image_ids])

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from .errors import InvalidParameter
+from .index import GalleryIndex
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -28,10 +29,25 @@ def retrieval(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, 
     Queries with no positive left in the gallery are not scored; ``n_queries`` counts the scored.
     """
     sims = unit_rows(query) @ unit_rows(gallery).T
-    positives = query_labels[:, None] == gallery_labels[None, :]
-    valid = np.ones_like(positives)
+    valid = np.ones(sims.shape, bool)
     if query_ids is not None and gallery_ids is not None:
         valid = query_ids[:, None] != gallery_ids[None, :]
+    return _ranked(sims, query_labels[:, None] == gallery_labels[None, :], valid, ranks)
+
+
+def index_retrieval(index: GalleryIndex, query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray | None = None,
+                    ranks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """``retrieval`` against the rows of a ``GalleryIndex`` (each query's ranking from ``search``;
+    an IVF index ranks only the cells it probes); ``query_ids``: the queries' own ids in the index."""
+    sims, ids = index.search(query, max(index.count, 1))
+    valid = ids >= 0
+    if query_ids is not None:
+        valid &= ids != query_ids[:, None]
+    return _ranked(sims, index.labels_of(ids) == query_labels[:, None], valid, ranks)
+
+
+def _ranked(sims: np.ndarray, positives: np.ndarray, valid: np.ndarray, ranks: tuple[int, ...]) -> dict[str, float]:
+    """mAP and rank-k from each query's similarities, which of them are positives, and which count."""
     aps, hits = [], {k: [] for k in ranks}
     for sim, pos, keep in zip(sims, positives, valid):
         sim, pos = sim[keep], pos[keep]
@@ -158,17 +174,18 @@ class RetrievalRow:
 def top_k(query: np.ndarray, query_labels: np.ndarray, query_ids: np.ndarray, gallery: np.ndarray,
           gallery_labels: np.ndarray, gallery_ids: np.ndarray, query_chips: np.ndarray, gallery_chips: np.ndarray,
           names: Sequence[str], k: int = 5) -> list[RetrievalRow]:
-    """The ``k`` most similar gallery images for each query (cosine), the query's own image
-    excluded; a hit is correct when it shows the query's identity. Label -1 = an unnamed distractor."""
+    """The ``k`` most similar gallery images for each query (cosine, through an exact
+    ``GalleryIndex`` of the gallery's rows), the query's own image excluded; a hit is correct when
+    it shows the query's identity. Label -1 = an unnamed distractor."""
     if not 1 <= k <= 50:
         raise InvalidParameter(f"k must be between 1 and 50, got {k}")
-    sims = unit_rows(query) @ unit_rows(gallery).T
-    sims[query_ids[:, None] == gallery_ids[None, :]] = -np.inf
+    index = GalleryIndex.build(np.arange(len(gallery)), gallery, gallery_labels, exact_below=len(gallery) + 1)
+    scores, found = index.search(query, min(k + 1, max(index.count, 1)))
     rows = []
-    for q, sim in enumerate(sims):
-        order = [j for j in np.argsort(-sim, kind="stable")[:k] if np.isfinite(sim[j])]
-        hits = [Hit(gallery_chips[j], float(sim[j]), bool(gallery_labels[j] == query_labels[q]),
-                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for j in order]
+    for q, (q_scores, q_found) in enumerate(zip(scores, found)):
+        kept = [(s, j) for s, j in zip(q_scores, q_found) if j >= 0 and gallery_ids[j] != query_ids[q]][:k]
+        hits = [Hit(gallery_chips[j], float(s), bool(gallery_labels[j] == query_labels[q]),
+                    names[gallery_labels[j]] if gallery_labels[j] >= 0 else "distractor") for s, j in kept]
         rows.append(RetrievalRow(query_chips[q], names[query_labels[q]], hits))
     return rows
 

@@ -44,6 +44,11 @@ TABLE_HELP = {
     "before": "The original model, before unlearning.",
     "after": "The model after unlearning.",
     "retrain": "The reference: the original recipe trained without the forgotten people (what perfect forgetting looks like).",
+    "index state": "The service's search index after each half of forgetting: deleting your rows, unlearning the model, both, "
+                   "or unlearning with your stored rows left stale (the old model's vectors).",
+    "check mAP": "Your check photos (never stored) as queries, embedded by that state's model: do new photos of you still find you?",
+    "stored mAP": "The photos the service stores of you as queries, with the vectors the index holds for them: "
+                  "do they still find each other? ('deleted' where they were deleted).",
 }
 """Short explanations of the metrics tables' headings, metric names and sets (shown on hover)."""
 PROJECTIONS = ("tsne", "umap")
@@ -262,6 +267,22 @@ def before_after_bars(values: dict[str, tuple[float, float]], title: str) -> go.
 
 def _round(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+INDEX_STATE_NAMES = {
+    "before": ("before", "original model, nothing deleted"),
+    "deletion_only": ("deletion only", "your found rows deleted; the model unchanged"),
+    "unlearning_only": ("unlearning only", "model unlearned, index re-embedded; nothing deleted"),
+    "both": ("both", "model unlearned, index re-embedded, your found rows deleted"),
+    "stale": ("stale embeddings", "model unlearned, index re-embedded except your stored rows (old vectors)"),
+}
+
+
+def index_states_table(states: dict[str, dict[str, float]]) -> tuple[list[str], list[list[Any]]]:
+    """``forget_me.index_states`` as ``table_html`` headers and rows."""
+    columns = [("check mAP", "mAP"), ("check R@1", "rank1"), ("stored mAP", "stored_mAP"), ("stored R@1", "stored_rank1")]
+    rows = [[*INDEX_STATE_NAMES[state], *(f"{m[key]:.3f}" if key in m else "deleted" for _, key in columns)] for state, m in states.items()]
+    return ["index state", "what the service did", *(name for name, _ in columns)], rows
 
 
 def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
