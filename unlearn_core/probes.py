@@ -2,7 +2,8 @@
 and on the retrain reference (the privacy audit puts them side by side).
 
 - ``relearning``: an attacker fine-tunes the model on a few photos of each forgotten person (the
-  original CosFace loss, SGD at S0's fine-tuning lr 1e-3, momentum 0.9) and counts the steps
+  original CosFace loss and recipe: SGD lr 1e-4, momentum 0.9, gradient norm clipped at 5; at S0's
+  lr 1e-3 this network collapses within 5 steps, forget mAP 0.31 -> 0.06) and counts the steps
   until their held-out photos are retrieved at forget mAP >= 0.5 again (cf. the relearning attacks
   of Lynch et al. 2024 and Hu et al. 2024: knowledge only hidden comes back within a few steps).
 - ``linear_probe``: a logistic regression on the model's embeddings of the forget identities'
@@ -34,7 +35,8 @@ RELEARN_PHOTOS = (1, 4)
 RELEARN_STEPS = 60
 """Step cap of the relearning attack (evaluated every ``RELEARN_EVERY`` steps)."""
 RELEARN_EVERY = 5
-RELEARN_LR = 1e-3
+RELEARN_LR = 1e-4
+RELEARN_CLIP = 5.0
 LOOK_ALIKES = 3
 
 
@@ -73,6 +75,7 @@ def relearning(model: FaceModel, parts: Parts, photos: int, seed: int = 0, steps
         loss = cosface_loss(attacker, x, y)
         optimiser.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(attacker.trainable_parameters(), RELEARN_CLIP)
         optimiser.step()
         if step % every == 0:
             attacker.eval()
