@@ -6,12 +6,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from scipy.special import softmax
-from sklearn.metrics import roc_auc_score
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from unlearn_core import attacks
 from unlearn_core.attacks.base import _REGISTRY
 from unlearn_core.errors import InvalidParameter
 from unlearn_core.privacy import membership_attacks
+from unlearn_core.references import forget_halves
 
 pytestmark = pytest.mark.fast
 
@@ -27,9 +29,9 @@ def hand_made_scores() -> tuple[np.ndarray, np.ndarray]:
 def test_tpr_at_fpr_on_hand_made_scores():
     members, nonmembers = hand_made_scores()
     summary = attacks.roc_summary(members, nonmembers)
-    # FPR 0.01% and 0.1% are below 1/100: only thresholds above every non-member count (2 members).
-    assert summary["tpr_at_fpr"]["0.0001"] == pytest.approx(0.2)
-    assert summary["tpr_at_fpr"]["0.001"] == pytest.approx(0.2)
+    # 100 non-members resolve FPR 1% at the finest: 0.1% is reported as not resolvable, never as the FPR-0 point.
+    assert summary["min_fpr"] == pytest.approx(0.01)
+    assert summary["tpr_at_fpr"]["0.001"] is None and summary["tpr_ci"]["0.001"] is None
     # FPR 1% admits the one high non-member, and then every member above 0.45.
     assert summary["tpr_at_fpr"]["0.01"] == pytest.approx(0.6)
     y = np.r_[np.ones(10), np.zeros(100)]
@@ -38,6 +40,42 @@ def test_tpr_at_fpr_on_hand_made_scores():
     assert fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
     assert (summary["n_members"], summary["n_nonmembers"]) == (10, 100)
+    lo, hi = summary["auc_ci"]
+    assert lo < summary["auc"] < hi <= 1.0
+    lo, hi = summary["tpr_ci"]["0.01"]
+    assert lo < 0.6 < hi
+    # with 1,000 non-members 0.1% is resolvable and admits one of them (0.95); with two high ones, only members above both
+    many = np.r_[0.95, np.linspace(0.0, 0.45, 999)]
+    assert attacks.roc_summary(members, many)["tpr_at_fpr"]["0.001"] == pytest.approx(0.6)
+    assert attacks.roc_summary(members, np.r_[0.95, 0.96, many[2:]])["tpr_at_fpr"]["0.001"] == pytest.approx(0.2)
+
+
+def test_tpr_at_fpr_matches_the_roc_curve_and_auc_rank_matches_sklearn():
+    rng = np.random.default_rng(0)
+    members, nonmembers = rng.normal(1, 1, 300).round(1), rng.normal(0, 1, 2000).round(1)  # rounded: ties
+    fpr, tpr, _ = roc_curve(np.r_[np.ones(300), np.zeros(2000)], np.r_[members, nonmembers])
+    for level in (1e-3, 1e-2, 0.1):
+        assert attacks.tpr_at_fpr(members, nonmembers, level) == pytest.approx(tpr[fpr <= level].max())
+    y = np.r_[np.ones(300), np.zeros(2000)]
+    assert attacks.auc_rank(members[None], nonmembers[None])[0] == pytest.approx(roc_auc_score(y, np.r_[members, nonmembers]))
+
+
+def test_bootstrap_intervals_on_hand_made_scores():
+    separated = attacks.roc_summary(np.linspace(2, 3, 50), np.linspace(0, 1, 200))
+    assert separated["auc_ci"] == [1.0, 1.0] and separated["tpr_ci"]["0.01"] == [1.0, 1.0]
+    # two unit Gaussians one standard deviation apart: AUC = Phi(1/sqrt 2); the interval's width is
+    # close to Hanley & McNeil's normal approximation (1982) and it covers the truth ~95% of the time
+    truth = norm.cdf(1 / np.sqrt(2))
+    q1, q2 = truth / (2 - truth), 2 * truth**2 / (1 + truth)
+    se = np.sqrt((truth * (1 - truth) + 99 * (q1 - truth**2) + 99 * (q2 - truth**2)) / 100**2)
+    rng = np.random.default_rng(1)
+    covered, widths = 0, []
+    for _ in range(100):
+        ci = attacks.bootstrap_intervals(rng.normal(1, 1, 100), rng.normal(0, 1, 100), (0.01,), n_boot=400, seed=0)["auc"]
+        covered += ci[0] <= truth <= ci[1]
+        widths.append(ci[1] - ci[0])
+    assert 88 <= covered <= 100
+    assert np.mean(widths) == pytest.approx(2 * 1.96 * se, rel=0.15)
 
 
 def test_roc_summary_needs_both_sides():
@@ -140,15 +178,17 @@ def test_youden_threshold_is_a_finite_score():
 
 
 # -- the registry ---------------------------------------------------------------------------------
-def synthetic_outputs(seed: int = 0, shift: float = 0.0) -> attacks.ModelOutputs:
+def synthetic_outputs(seed: int = 0, shift: float = 0.0, photos_seed: int | None = None) -> attacks.ModelOutputs:
     """Logits, unit embeddings and labels on every audit set: 6 head classes (0-3 retained, 4-5
-    forget), members more confident than held-out images by ``shift``; unseen identities are 10-12."""
+    forget), members more confident than held-out images by ``shift``; unseen identities are 10-12.
+    ``photos_seed``: the labels drawn from it (the same photos under several models), the noise from ``seed``."""
     rng = np.random.default_rng(seed)
+    photos = np.random.default_rng(seed if photos_seed is None else photos_seed)
     sizes = {"forget": (40, [4, 5]), "forget_heldout": (20, [4, 5]), "members": (120, [0, 1, 2, 3]),
              "test": (60, [0, 1, 2, 3]), "unseen": (30, [10, 11, 12])}
     logits, embeddings, labels = {}, {}, {}
     for name, (n, classes) in sizes.items():
-        y = rng.choice(classes, n)
+        y = photos.choice(classes, n)
         z = rng.normal(0.0, 1.0, (n, 6))
         if name != "unseen":
             z[np.arange(n), y] += 3.0 + (shift if name in ("members", "forget") else 0.0)
@@ -158,11 +198,11 @@ def synthetic_outputs(seed: int = 0, shift: float = 0.0) -> attacks.ModelOutputs
 
 
 def test_registry_lists_every_attack_in_report_order_with_its_needs():
-    assert attacks.list_attacks() == ["shokri", "salun", "embedding", "rmia"]
+    assert attacks.list_attacks() == ["shokri", "salun", "embedding", "rmia", "ulira"]
     for name in attacks.list_attacks():
         cls = attacks.attack_class(name)
         assert cls.name == name and cls.summary and cls.help.count("alarming") == 1
-    assert [n for n in attacks.list_attacks() if attacks.attack_class(n).needs_reference] == ["rmia"]
+    assert [n for n in attacks.list_attacks() if attacks.attack_class(n).needs_reference] == ["rmia", "ulira"]
     assert [n for n in attacks.list_attacks() if attacks.attack_class(n).uses_unseen] == ["shokri"]
 
 
@@ -202,25 +242,62 @@ def test_score_attack_result_is_typed_and_serialises_to_the_report_block():
     assert embedding.members_vs_nonmembers.n_nonmembers == 60
 
 
-def test_rmia_needs_a_reference_and_reports_gamma_only():
-    out, ref = synthetic_outputs(0, shift=2.0), synthetic_outputs(1)
+def synthetic_references(k: int = 4) -> attacks.References:
+    """``k`` reference models' outputs: the forget classes (4, 5) trained on (shift 2) by the first
+    half, never seen (shift 0) by the others; the retained classes trained on by all."""
+    member = np.ones((k, 6), bool)
+    member[k // 2 :, [4, 5]] = False
+    outputs = [synthetic_outputs(10 + i, shift=2.0 if member[i, 4] else 0.0, photos_seed=0) for i in range(k)]
+    return attacks.References(outputs, member, [None] * k)
+
+
+def test_forget_halves_put_the_forget_identities_in_half_of_the_models():
+    member = forget_halves(10, [0, 1, 2], 8, seed=0)
+    assert member.shape == (8, 10) and member[:, 3:].all()
+    assert (member[:, [0]] == member[:, :3]).all() and member[:, 0].sum() == 4
+    assert not (member == forget_halves(10, [0, 1, 2], 8, seed=1)).all()
+    with pytest.raises(InvalidParameter, match="even and at least 4"):
+        forget_halves(10, [0], 3, seed=0)
+
+
+def test_rmia_needs_references_and_reports_gamma_and_k():
+    out, refs = synthetic_outputs(0, shift=2.0), synthetic_references()
     with pytest.raises(InvalidParameter, match="reference"):
         attacks.create_attack("rmia").run(out)
-    block = attacks.create_attack("rmia", gamma=1.0).run(out, ref).to_dict()
-    assert list(block) == ["gamma", "forget_vs_heldout", "forget_score_mean"]
-    assert block["forget_vs_heldout"]["auc"] > 0.7
-    assert attacks.create_attack("rmia").run(ref, ref).auc == 0.5  # the reference against itself: every score ties
+    block = attacks.create_attack("rmia", gamma=1.0).run(out, refs).to_dict()
+    assert list(block) == ["gamma", "k", "nonmembers", "members_vs_nonmembers", "forget_vs_heldout", "forget_score_mean"]
+    # the population is every held-out photo (60 retained + 20 forget), each left out of its own comparison
+    assert block["k"] == 4 and block["members_vs_nonmembers"]["n_nonmembers"] == 60
+    unshifted = attacks.create_attack("rmia").run(synthetic_outputs(0, shift=0.0), refs)
+    assert block["forget_vs_heldout"]["auc"] > unshifted.auc + 0.2
+    assert block["members_vs_nonmembers"]["auc"] > unshifted.members_vs_nonmembers.auc + 0.2
 
 
-def test_audit_skips_an_attack_without_its_reference_and_says_why():
+def test_ulira_tells_a_model_that_still_holds_the_forget_set_from_never_seen_ones():
+    refs = synthetic_references(8)
+    ulira = attacks.create_attack("ulira")
+    held = ulira.run(synthetic_outputs(1, shift=2.0, photos_seed=0), refs)
+    never = ulira.run(synthetic_outputs(1, shift=0.0, photos_seed=0), refs)
+    assert held.auc > 0.7 and held.forget_vs_heldout.auc_ci[0] > 0.6
+    assert never.forget_vs_heldout.auc_ci[0] < 0.5 < never.forget_vs_heldout.auc_ci[1]
+    # 40 forget photos scored against each of the 3-model leave-one-out means of the 4 never-seen models
+    assert (held.n_members, held.n_nonmembers) == (160, 160)
+    # models that unlearned the forget set down to never-seen level: the held model now looks unlearned-like
+    unlearned = attacks.References(refs.outputs, refs.member, [synthetic_outputs(20 + i, photos_seed=0) if i < 4 else None for i in range(8)])
+    assert ulira.run(synthetic_outputs(1, shift=0.0, photos_seed=0), unlearned).forget_vs_heldout.auc_ci[0] < 0.5
+    with pytest.raises(InvalidParameter, match="2 without"):
+        ulira.run(synthetic_outputs(0), synthetic_references(2))
+
+
+def test_audit_skips_an_attack_without_its_references_and_says_why():
     outs = {"unlearned": synthetic_outputs(0, shift=2.0), "retrain": synthetic_outputs(1)}
     blocks, _, skipped = membership_attacks(outs, None, seed=0)
     assert list(blocks) == ["shokri", "salun", "embedding"]
-    assert skipped == {"rmia": "needs a reference model and none was given"}
+    assert skipped == dict.fromkeys(("rmia", "ulira"), "needs reference models and none were given")
     assert set(blocks["shokri"]) == {"unlearned", "retrain", "beyond_retrain", "streisand"}
-    blocks, _, skipped = membership_attacks(outs, outs["retrain"], seed=0)
+    blocks, _, skipped = membership_attacks(outs, synthetic_references(), seed=0)
     assert list(blocks) == attacks.list_attacks() and not skipped
-    assert set(blocks["rmia"]) == {"unlearned", "retrain", "streisand"}
+    assert set(blocks["rmia"]) == {"unlearned", "retrain", "beyond_retrain", "streisand"}
 
 
 def test_a_new_attack_is_one_registered_class():
@@ -236,7 +313,7 @@ def test_a_new_attack_is_one_registered_class():
             return {s: out.label_log_prob(s)[:, None] for s in out.sets if s != "unseen"}
 
     try:
-        assert attacks.list_attacks()[-2:] == ["loss-test", "rmia"]
+        assert attacks.list_attacks()[-3:] == ["loss-test", "rmia", "ulira"]
         outs = {"unlearned": synthetic_outputs(0, shift=2.0), "retrain": synthetic_outputs(1)}
         blocks, _, _ = membership_attacks(outs, None, seed=0, names=["loss-test"])
         assert blocks["loss-test"]["unlearned"]["forget_vs_heldout"]["auc"] > 0.7

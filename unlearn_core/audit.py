@@ -19,7 +19,7 @@ from .backbones.external import ExternalEmbedder
 from .data import Gallery, load_gallery
 from .errors import InvalidParameter
 from .features import GALLERY_PARTS, PARTS
-from .methods import method_class
+from .methods import Budget, create_method, method_class
 from .metrics import RetrievalRow, centroids, forget_top_k, protocol_metrics
 from .model import FaceModel
 from .pipeline import AlignedSplit, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
@@ -114,12 +114,30 @@ def audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool = False,
                         timing_s=result["timing_s"], before=result.get("before", report.before), after=result["after"], model=model,
                         budget_counts=method_class(config.method).budget_counts, find=result.get("find"))
         if privacy:
-            progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}")
+            progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}: reference models")
             started = time.perf_counter()
-            run.privacy = privacy_audit(ws, model)
+            references = unlearn_references(ws, config)
+            progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}")
+            run.privacy = privacy_audit(ws, model, references, k=config.references)
             run.timing_s["privacy"] = time.perf_counter() - started
         report.runs[config.method] = run
     return report
+
+
+def unlearn_references(ws: Workspace, config: AuditConfig) -> list[FaceModel | None]:
+    """The workspace's ``config.references`` reference models, those that trained on the forget
+    identities unlearned with ``config``'s method, parameters and iteration cap (None for the
+    others), for the per-example attack. One-shot audits unlearn from the support sample;
+    gallery-assisted ones from the forget identities' training photos (the find step belongs to
+    the audited service, not to the references)."""
+    pool = ws.reference_pool(config.references)
+    out: list[FaceModel | None] = []
+    for model, request in zip(pool.models, pool.requests):
+        if request is not None and config.one_shot:
+            request = dataclasses.replace(request, forget=None)
+        out.append(None if request is None else
+                   create_method(config.method, **config.params).unlearn(model, request, Budget(iterations=config.iterations), seed=ws.config.seed))
+    return out
 
 
 def run_audit(config: AuditConfig, progress: Progress | None = None, workspace: Workspace | None = None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .ingest import ChipEmbedder, ingest
 from .methods import create_method, list_methods, method_class, preset_params
 from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, cache_dir, resolve_device
 from .privacy import format_privacy_table
+from .references import DEFAULT_K
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "original_centroid_acc", "head_acc")
 MIN_IMAGES_HELP = ("photos a person needs to be forgotten or retained, at least 4 (2 to train on, 2 to test); "
@@ -116,6 +117,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         one_shot=args.one_shot,
         gallery_assisted=args.gallery_assisted,
         privacy=not args.no_privacy,
+        references=args.references,
         workspace=WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
                                   device=args.device, train_from=args.train_from, n_distractors=args.distractors,
                                   n_retain=args.retain, min_images=args.min_images),
@@ -347,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--distractors", type=int, default=1000, help="one-image identities added to the forget gallery")
     audit.add_argument("--json", help="write the JSON report here")
     audit.add_argument("--no-privacy", action="store_true", help="skip the privacy audit (membership inference vs the retrain model)")
+    audit.add_argument("--references", type=int, default=DEFAULT_K,
+                       help=f"reference models of the privacy audit's RMIA and U-LiRA (even, >= 4; default {DEFAULT_K})")
     audit.set_defaults(func=cmd_audit)
     fm = sub.add_parser("forget-me", help="one person's portrait finds and forgets them in a private model copy")
     fm.add_argument("--portrait", required=True, help="the person's portrait (one face)")

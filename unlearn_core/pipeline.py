@@ -29,6 +29,7 @@ from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
 from .metrics import centroids, protocol_metrics
 from .model import CosFaceHead, FaceModel
+from .references import DEFAULT_K, ReferencePool, check_k, forget_halves
 from .storage import atomic_write
 from .train import TrainConfig, train_cosface
 from .types import Progress
@@ -184,6 +185,7 @@ class Workspace:
         self.original = self._trained_model("original", ("forget_train", "retain_train"), progress)
         self.timing["original"] = time.perf_counter() - started - self.timing["encode"]
         self._retrain: FaceModel | None = None
+        self._pools: dict[int, ReferencePool] = {}
         self._finders: dict[float, Finder] = {}
         self._original_embeddings: dict[str, np.ndarray] = {}
         self._baseline: dict[str, dict[str, float]] | None = None
@@ -200,24 +202,31 @@ class Workspace:
         return [self.gallery.identities[int(self.classes[c])] for c in classes]
 
     # -- models -------------------------------------------------------------------------------
-    def _model_key(self, kind: str, parts: tuple[str, ...]) -> str:
+    def _model_key(self, kind: str, parts: tuple[str, ...], classes_in: np.ndarray | None = None) -> str:
         spec = {
             "kind": kind, "gallery": self.gallery_key, "backbone": self.backbone.name, "start": self.start,
             "train": dataclasses.asdict(self.config.train), "seed": self.config.seed,
             "images": [getattr(self.split, p).tolist() for p in parts], "classes": self.classes.tolist(),
         }
+        if classes_in is not None:
+            spec["classes_in"] = classes_in.tolist()
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _trained_model(self, kind: str, parts: tuple[str, ...], progress: Progress) -> FaceModel:
+    def _trained_model(self, kind: str, parts: tuple[str, ...], progress: Progress, classes_in: np.ndarray | None = None,
+                       seed: int | None = None) -> FaceModel:
+        """The original recipe on ``parts`` (only the images of ``classes_in`` when given), cached on disk."""
         data = concat_face_data([self.parts[p] for p in parts])
-        path = cache_dir() / "models" / f"{kind}-{self._model_key(kind, parts)}.safetensors"
+        if classes_in is not None:
+            data = data.subset(np.flatnonzero(np.isin(data.labels.cpu().numpy(), classes_in)))
+        path = cache_dir() / "models" / f"{kind}-{self._model_key(kind, parts, classes_in)}.safetensors"
         if path.exists():
             model = FaceModel(self.backbone.module, self.start).clone()
             model.head = CosFaceHead(torch.zeros(len(self.classes), self.backbone.embed_dim), self.config.train.scale, self.config.train.margin)
             model.load_state_dict(load_file(str(path), device=str(self.device)), strict=False)
             return model.to(self.device).eval()
         progress(0.5, f"training the {kind} model (cached afterwards)")
-        model = train_cosface(self.backbone, self.start, data, len(self.classes), self.config.train, seed=self.config.seed,
+        model = train_cosface(self.backbone, self.start, data, len(self.classes), self.config.train,
+                              seed=self.config.seed if seed is None else seed,
                               progress=lambda f, m: progress(0.5 + 0.4 * f, f"{kind}: {m}"))
         trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_trainable_parameters()}
         atomic_write(path, lambda tmp: save_file(trainable, str(tmp)))
@@ -244,6 +253,7 @@ class Workspace:
         moved.parts = self.parts.map(lambda data: data.to(device))
         moved.original = move(self.original)
         moved._retrain = None if self._retrain is None else move(self._retrain)
+        moved._pools = {}
         return moved
 
     def retrain_model(self, progress: Progress | None = None) -> FaceModel:
@@ -251,6 +261,22 @@ class Workspace:
         if self._retrain is None:
             self._retrain = self._trained_model("retrain", ("retain_train",), progress or (lambda f, m: None))
         return self._retrain
+
+    def reference_pool(self, k: int, progress: Progress | None = None) -> ReferencePool:
+        """``k`` reference models, the original recipe with the forget identities in half of them
+        and another training seed each (``references.forget_halves``; cached on disk and in
+        memory), with the forget request of those that hold the forget identities."""
+        if k not in self._pools:
+            progress = progress or (lambda f, m: None)
+            member = forget_halves(len(self.classes), self.forget_classes, k, self.config.seed)
+            models, requests = [], []
+            for i, row in enumerate(member):
+                step = lambda f, m, i=i: progress((i + f) / k, f"reference model {i + 1}/{k}: {m}")
+                models.append(self._trained_model(f"reference{i}of{k}", ("forget_train", "retain_train"), step,
+                                                  classes_in=np.flatnonzero(row), seed=self.config.seed + 1 + i))
+                requests.append(self.request(seed=self.config.seed) if row[self.forget_classes[0]] else None)
+            self._pools[k] = ReferencePool(models, member, requests)
+        return self._pools[k]
 
     # -- requests and evaluation -------------------------------------------------------------
     def identity_templates(self) -> tuple[np.ndarray, np.ndarray]:
@@ -383,12 +409,15 @@ class AuditConfig:
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
     privacy: bool = True
     """Add the privacy audit (membership inference vs the retrain reference) under ``report['privacy']``."""
+    references: int = DEFAULT_K
+    """Reference models of the privacy audit's RMIA and U-LiRA (even, >= 4)."""
     gallery_assisted: bool = False
     """Forget what one held-out selfie per identity finds among the training photos (``PROTOCOLS``)."""
 
     def __post_init__(self) -> None:
         if self.one_shot and self.gallery_assisted:
             raise InvalidParameter("choose one protocol: one-shot or gallery-assisted, not both")
+        check_k(self.references)
 
     @property
     def protocol(self) -> str:

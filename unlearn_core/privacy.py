@@ -18,6 +18,7 @@ it never imports ``pipeline``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -26,13 +27,16 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from . import attacks
-from .attacks import ModelOutputs, attack_class, create_attack, list_attacks
+from .attacks import ModelOutputs, References, attack_class, create_attack, list_attacks
 from .features import Parts
 from .metrics import retrieval
 from .model import FaceModel
+from .probes import deep_forgetting, format_probes
+from .references import DEFAULT_K, ReferencePool
 
 if TYPE_CHECKING:
     from .methods import UnlearnRequest
+    from .train import TrainConfig
 
 SETS = {"forget": "forget_train", "forget_heldout": "forget_test", "members": "retain_train",
         "test": "retain_test", "unseen": "distractors"}
@@ -46,6 +50,9 @@ and ``retrain`` results."""
 class _Seeded(Protocol):
     @property
     def seed(self) -> int: ...
+
+    @property
+    def train(self) -> TrainConfig: ...
 
 
 class AuditWorkspace(Protocol):
@@ -65,6 +72,9 @@ class AuditWorkspace(Protocol):
     def original(self) -> FaceModel: ...
 
     def retrain_model(self) -> FaceModel: ...
+
+    def reference_pool(self, k: int) -> ReferencePool:
+        """K reference models, the forget identities IN for half of them (``references``)."""
 
     def request(self, one_shot: bool = False, seed: int = 0) -> UnlearnRequest:
         """Only ``.support`` is read (the one-shot support sample, for the hardness study)."""
@@ -86,13 +96,13 @@ def model_outputs(model: FaceModel, parts: Parts) -> ModelOutputs:
     return ModelOutputs(embeddings=embeddings, labels=labels, logits=logits)
 
 
-def membership_attacks(outs: Mapping[str, ModelOutputs], reference: ModelOutputs | None, seed: int,
+def membership_attacks(outs: Mapping[str, ModelOutputs], reference: References | None, seed: int,
                        names: list[str] | None = None) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     """Run every registered attack (or ``names``) on the ``unlearned`` and ``retrain`` outputs.
 
     Returns the report blocks (attack -> ``{"unlearned", "retrain", ["beyond_retrain"], "streisand"}``),
     the Streisand reasons prefixed with the attack's name, and the attacks skipped with why (an
-    attack that ``needs_reference`` when ``reference`` is None).
+    attack that ``needs_reference`` when ``reference``, the reference models' outputs, is None).
     """
     blocks: dict[str, Any] = {}
     flags: list[str] = []
@@ -100,7 +110,7 @@ def membership_attacks(outs: Mapping[str, ModelOutputs], reference: ModelOutputs
     for name in list_attacks() if names is None else names:
         attack = create_attack(name)
         if attack.needs_reference and reference is None:
-            skipped[name] = "needs a reference model and none was given"
+            skipped[name] = "needs reference models and none were given"
             continue
         results = {who: attack.run(out, reference, seed) for who, out in outs.items()}
         block: dict[str, Any] = {who: r.to_dict() for who, r in results.items()}
@@ -175,27 +185,35 @@ def distributions(outs: dict[str, ModelOutputs], bins: int = 30) -> dict[str, An
     return out
 
 
-def privacy_audit(ws: AuditWorkspace, model: FaceModel, reference: FaceModel | None = None, seed: int | None = None) -> dict[str, Any]:
-    """Membership-inference attacks, ToW, unlearn score, distributions, hardness and the Streisand
-    check for ``model``, each next to the retrain model's (``ws.retrain_model()``).
+def privacy_audit(ws: AuditWorkspace, model: FaceModel, unlearned_references: list[FaceModel | None] | None = None,
+                  k: int = DEFAULT_K, seed: int | None = None) -> dict[str, Any]:
+    """Membership-inference attacks, ToW, unlearn score, distributions, hardness, the deep-forgetting
+    probes and the Streisand check for ``model``, each next to the retrain model's (``ws.retrain_model()``).
 
-    ``reference`` is the reference model of the attacks that need one (RMIA; default: the retrain
-    model; S2 uses the retrain model unlearned with the same method). With the retrain model as
-    both target and reference RMIA is 0.5 by construction.
+    The attacks that need references (RMIA, U-LiRA) read ``ws.reference_pool(k)``;
+    ``unlearned_references[i]`` is reference model i after the audited unlearning (None where it
+    never held the forget identities). Without them the references that held the forget identities
+    stand as they were trained: the right comparison for a model that was not unlearned (the original).
     """
     seed = ws.config.seed if seed is None else seed
     retrain = ws.retrain_model()
     outs = {"unlearned": model_outputs(model, ws.parts), "retrain": model_outputs(retrain, ws.parts)}
-    ref = outs["retrain"] if reference is None or reference is retrain else model_outputs(reference, ws.parts)
+    pool = ws.reference_pool(k)
+    unlearned = unlearned_references or [None] * pool.k
+    references = References([model_outputs(m, ws.parts) for m in pool.models], pool.member,
+                            [None if u is None else model_outputs(u, ws.parts) for u in unlearned])
     report: dict[str, Any] = {
-        "reference": "retrain" if ref is outs["retrain"] else "given",
+        "references": {"k": pool.k, "unlearned": unlearned_references is not None,
+                       "trained_on_forget": [bool(row[ws.forget_classes[0]]) for row in pool.member]},
         "n_images": {s: len(outs["unlearned"].labels[s]) for s in SETS},
         "thresholds": {"streisand_auc": attacks.STREISAND_AUC, "streisand_beyond": attacks.STREISAND_BEYOND},
     }
-    blocks, flags, _ = membership_attacks(outs, ref, seed)  # a reference is always given: nothing is skipped
+    blocks, flags, _ = membership_attacks(outs, references, seed)  # references are always given: nothing is skipped
     report.update(blocks)
 
     original = outs["unlearned"] if model is ws.original else model_outputs(ws.original, ws.parts)
+    report["deep_forgetting"] = {who: deep_forgetting(m, outs[who], original, ws.parts, seed)
+                                 for who, m in (("unlearned", model), ("retrain", retrain))}
     maps = {who: retrieval_maps(ws, out) for who, out in {**outs, "original": original}.items()}
     report["tug_of_war"] = {**{who: attacks.tug_of_war(m, maps["retrain"]) for who, m in maps.items()}, "map": maps}
     report["unlearn_score"] = {who: {"score": attacks.unlearn_score(o.accuracy("test"), o.accuracy("forget")),
@@ -210,47 +228,85 @@ ATTACK_HELP = {name: attack_class(name).help for name in REPORTED_ATTACKS}
 """Attack -> one plain sentence: what it measures and what would be alarming."""
 
 PRIVACY_COLUMNS = (
-    ("auc_forget_heldout", "AUC forget/held", "How well the attack tells forgotten training photos from held-out photos of the "
-                                               "same people: 0.5 = not at all, as under retrain; well below 0.5 = Streisand."),
-    ("tpr_forget_heldout", "TPR@0.1%FPR", "Share of forgotten photos the attack spots while wrongly accusing only 0.1% of "
-                                          "held-out photos: a confident hit rate (retrain: near 0)."),
+    ("auc_forget", "AUC forget", "How well the attack tells forgotten training photos from its non-members (held-out photos of the same "
+                                 "people; U-LiRA: the same photos under models that never saw them), with a 95% bootstrap interval: "
+                                 "0.5 = not at all, as under retrain; well below 0.5 = Streisand."),
+    ("tpr1_forget", "TPR@1%FPR", "Share of forgotten photos the attack spots while wrongly accusing only 1% of its non-members "
+                                 "(95% interval): a confident hit rate, near 0.01 under retrain."),
+    ("tpr01_forget", "TPR@0.1%FPR", "The same at 0.1%; 'n/r' where there are fewer than 1,000 non-members, too few to resolve it."),
+    ("n_forget", "n mem/non", "How many member and non-member photos the forgetting figures rest on."),
     ("forget_member_rate", "forget->member", "Share of forgotten photos the attack still calls members of the training set."),
-    ("auc_members", "AUC mem/non", "How well the attack tells training photos from held-out ones on retained people: "
+    ("auc_members", "AUC mem/non", "How well the attack tells training photos from held-out ones on retained people (95% interval): "
                                    "its strength (0.5 = blind), not a forgetting measure."),
+    ("tpr01_members", "mem TPR@0.1%", "Its strength at a 0.1% false-positive rate on retained people ('n/r': too few non-members)."),
 )
-"""Per-model privacy numbers: (key, short label, explanation)."""
+"""Per-model privacy figures: (key, short label, one plain sentence)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One privacy figure: a value with its 95 % interval, a count, or a TPR the sample cannot
+    resolve (``min_fpr``: the smallest FPR it can)."""
+
+    value: float | None
+    ci: list[float] | None = None
+    min_fpr: float | None = None
+    count: str | None = None
+
+    def text(self) -> str:
+        if self.count is not None:
+            return self.count
+        if self.value is None:
+            return "-" if self.min_fpr is None else f"n/r (>= {self.min_fpr:.1%})"
+        return f"{self.value:.3f}" + ("" if self.ci is None else f" [{self.ci[0]:.2f}, {self.ci[1]:.2f}]")
+
+
+def _cells(b: dict[str, Any]) -> dict[str, Cell]:
+    """An attack block's ``PRIVACY_COLUMNS`` figures."""
+    def tpr(game: dict[str, Any] | None, level: str) -> Cell:
+        if game is None:
+            return Cell(None)
+        return Cell(game["tpr_at_fpr"][level], game["tpr_ci"][level], None if game["tpr_at_fpr"][level] is not None else game["min_fpr"])
+
+    f, m = b["forget_vs_heldout"], b.get("members_vs_nonmembers")
+    return {"auc_forget": Cell(f["auc"], f["auc_ci"]), "tpr1_forget": tpr(f, "0.01"), "tpr01_forget": tpr(f, "0.001"),
+            "n_forget": Cell(None, count=f"{f['n_members']}/{f['n_nonmembers']}"),
+            "forget_member_rate": Cell(b.get("forget_member_rate")),
+            "auc_members": Cell(None) if m is None else Cell(m["auc"], m["auc_ci"]), "tpr01_members": tpr(m, "0.001")}
 
 
 def privacy_rows(privacy: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per attack (``REPORTED_ATTACKS``): its ``PRIVACY_COLUMNS`` numbers for the
-    unlearned model and the retrain reference (None where the attack has no such number), the
-    share of forget photos beyond retrain (None where the attack reports none) and its Streisand
-    reasons. Attacks absent from the report (skipped) have no row."""
-    rows = []
-    for attack in (a for a in REPORTED_ATTACKS if a in privacy):
-        block = privacy[attack]
-        numbers = {}
-        for who in ("unlearned", "retrain"):
-            b = block[who]
-            numbers[who] = {"auc_forget_heldout": b["forget_vs_heldout"]["auc"],
-                            "tpr_forget_heldout": b["forget_vs_heldout"]["tpr_at_fpr"]["0.001"],
-                            "forget_member_rate": b.get("forget_member_rate"),
-                            "auc_members": b["members_vs_nonmembers"]["auc"] if "members_vs_nonmembers" in b else None}
-        rows.append({"attack": attack, **numbers, "beyond_retrain": block.get("beyond_retrain"), "streisand": block["streisand"]})
-    return rows
+    """One row per attack (``REPORTED_ATTACKS``): its ``PRIVACY_COLUMNS`` figures (``Cell``) for the
+    unlearned model and the retrain reference, the share of forget photos beyond retrain (None
+    where the attack reports none) and its Streisand reasons. Attacks absent from the report
+    (skipped) have no row."""
+    return [{"attack": a, "unlearned": _cells(privacy[a]["unlearned"]), "retrain": _cells(privacy[a]["retrain"]),
+             "beyond_retrain": privacy[a].get("beyond_retrain"), "streisand": privacy[a]["streisand"]}
+            for a in REPORTED_ATTACKS if a in privacy]
 
 
 def format_privacy_table(privacy: dict[str, Any]) -> str:
-    """A compact text table: each attack's numbers as ``unlearned | retrain``."""
-    lines = [f"{'privacy':<11}" + "".join(f"{label:>18}" for _, label, _ in PRIVACY_COLUMNS) + f"{'beyond retrain':>16}  Streisand"]
+    """A text table, one line per attack and model (unlearned, then retrain), then the
+    deep-forgetting probes, ToW and the Streisand verdict."""
+    widths = [max(len(label), 22 if key.startswith(("auc", "tpr")) else 9) for key, label, _ in PRIVACY_COLUMNS]
+    lines = [f"{'privacy':<19}" + "  ".join(f"{label:>{w}}" for (_, label, _), w in zip(PRIVACY_COLUMNS, widths))
+             + f"  {'beyond retrain':>14}  Streisand"]
 
     def pair(a: float | None, b: float | None) -> str:
         return "-" if a is None or b is None else f"{a:.3f} | {b:.3f}"
 
     for row in privacy_rows(privacy):
-        beyond = "-" if row["beyond_retrain"] is None else f"{row['beyond_retrain']:.3f}"
-        lines.append(f"{row['attack']:<11}" + "".join(f"{pair(row['unlearned'][key], row['retrain'][key]):>18}" for key, _, _ in PRIVACY_COLUMNS)
-                     + f"{beyond:>16}  {'yes' if row['streisand'] else 'no'}")
+        for who in ("unlearned", "retrain"):
+            cells = "  ".join(f"{row[who][key].text():>{w}}" for (key, _, _), w in zip(PRIVACY_COLUMNS, widths))
+            tail = "" if who == "retrain" else (f"  {'-' if row['beyond_retrain'] is None else format(row['beyond_retrain'], '.3f'):>14}"
+                                                f"  {'yes' if row['streisand'] else 'no'}")
+            lines.append(f"{row['attack'] + ' ' + who:<19}{cells}{tail}")
+    refs = privacy["references"]
+    unlearned = " (those that held the forget identities unlearned them with the audited method)" if refs["unlearned"] else ""
+    lines.append(f"references: {refs['k']} models, half of them trained on the forget identities{unlearned}; "
+                 "intervals: 95% bootstrap; n/r: TPR at an FPR the non-members cannot resolve")
+    if "deep_forgetting" in privacy:
+        lines += format_probes(privacy["deep_forgetting"])
     tow, us = privacy["tug_of_war"], privacy["unlearn_score"]
     lines.append(f"tug of war (S2 Eq. 7): unlearned {tow['unlearned']:.3f}, original {tow['original']:.3f}, retrain 1.000;"
                  f" unlearn score |acc test - acc forget|: {pair(us['unlearned']['score'], us['retrain']['score'])}")

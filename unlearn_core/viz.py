@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from .errors import InvalidParameter
 from .metrics import RetrievalRow, forget_top_k
 from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
+from .probes import PROBE_HELP, probe_lines
 
 METRICS = (("mAP", "mAP"), ("rank1", "R@1"), ("rank5", "R@5"), ("cs", "CS"), ("centroid_acc", "centroid acc."),
            ("original_centroid_acc", "centroid acc. (fixed)"), ("head_acc", "head acc."))
@@ -200,23 +201,30 @@ def privacy_html(privacy_by_method: dict[str, dict]) -> str:
               'the photo more member-like: above 0.9 the unlearned model overshoots what never training on them gives">'
               'beyond retrain</th>'
             + '<th rowspan="2">Streisand</th></tr><tr>' + '<th>unlearned</th><th>retrain</th>' * len(PRIVACY_COLUMNS) + "</tr>")
+    legend = "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for _, label, text in PRIVACY_COLUMNS)
     parts = ['<div class="uc-privacy"><p>Membership-inference attacks on the forgotten people, each number for the unlearned '
              "model and for the retrain reference (never trained on them): the closer the two, the better the forgetting. "
-             "Hover a column heading for what it means.</p>"]
+             "Brackets: 95% bootstrap intervals; n/r: the sample has too few non-members to resolve that false-positive rate.</p>"
+             f'<details><summary>What each column means</summary><ul>{legend}</ul></details>']
     for method, privacy in privacy_by_method.items():
         flag = privacy["streisand"]
         verdict = (f"⚠️ Streisand flag: {html.escape('; '.join(flag['reasons']))}" if flag["flag"]
                    else "no Streisand flag: the removal itself does not stand out")
         body = ""
         for row in privacy_rows(privacy):
-            cells = "".join(f"<td>{_number(row['unlearned'][key])}</td><td>{_number(row['retrain'][key])}</td>"
+            cells = "".join(f"<td>{html.escape(row['unlearned'][key].text())}</td><td>{html.escape(row['retrain'][key].text())}</td>"
                             for key, _, _ in PRIVACY_COLUMNS)
             body += (f"<tr><td class=\"uc-help\"><b>{row['attack']}</b>: {html.escape(ATTACK_HELP[row['attack']])}</td>{cells}"
                      f"<td>{_number(row['beyond_retrain'])}</td><td>{'⚠️ yes' if row['streisand'] else 'no'}</td></tr>")
         tow, us = privacy["tug_of_war"], privacy["unlearn_score"]
+        probes = "".join(f"<li><i>{html.escape(name.replace('_', ' '))}</i>: {html.escape(text)}. {html.escape(PROBE_HELP[name])}</li>"
+                         for name, text in probe_lines(privacy["deep_forgetting"])) if "deep_forgetting" in privacy else ""
         parts.append(f"<h4>{html.escape(method)}: {verdict}</h4>"
                      f'<div class="uc-scroll"><table class="uc-table uc-privacy-table"><thead>{head}</thead><tbody>{body}</tbody></table></div>'
-                     f"<p>Tug of war (forget vs retain vs test retrieval, 1 = like retrain): {tow['unlearned']:.3f} "
+                     f"<p>RMIA and U-LiRA read {privacy['references']['k']} reference models, half of them trained on the forgotten "
+                     "people" + (" and then unlearned with this method" if privacy["references"]["unlearned"] else "") + ".</p>"
+                     + (f"<p><b>Deep forgetting</b> (unlearned | retrain):</p><ul>{probes}</ul>" if probes else "")
+                     + f"<p>Tug of war (forget vs retain vs test retrieval, 1 = like retrain): {tow['unlearned']:.3f} "
                      f"(original {tow['original']:.3f}). Unlearn score |accuracy on test − on forgotten photos|: "
                      f"{us['unlearned']['score']:.3f} (retrain {us['retrain']['score']:.3f}).</p>")
     return "".join(parts) + "</div>"

@@ -3,7 +3,7 @@
 An attack is a dataclass of parameters (validated on construction) with class-level metadata
 (``summary``, ``help``, what it needs) and ``run(out, reference, seed) -> AttackResult``: it reads
 one model's outputs on the audit sets (``ModelOutputs``) and, if it declares ``needs_reference``,
-a reference model's outputs on the same sets. Score attacks (``ScoreAttack``) only state their
+K reference models' outputs on the same sets (``References``). Score attacks (``ScoreAttack``) only state their
 features per set and, for a fitted attack, the attack model; calibration on members vs
 non-members and the forget-set numbers are shared.
 
@@ -55,6 +55,31 @@ class ModelOutputs:
 
 
 @dataclass
+class References:
+    """K reference models' outputs on the same audit sets as the audited model's, for the attacks
+    that ``needs_reference``: ``member[k, c]`` says whether model k trained on head class c;
+    ``unlearned[k]`` is model k after the audited unlearning of the forget identities it trained on
+    (None: not unlearned, i.e. it never held them, or the audited model is compared with models
+    that were not unlearned)."""
+
+    outputs: list[ModelOutputs]
+    member: np.ndarray
+    unlearned: list[ModelOutputs | None]
+
+    def __post_init__(self) -> None:
+        if len(self.outputs) != len(self.member) or len(self.unlearned) != len(self.outputs):
+            raise ValueError("one membership row and one unlearned slot per reference model")
+
+    @property
+    def k(self) -> int:
+        return len(self.outputs)
+
+    def trained(self, name: str, k: int) -> np.ndarray:
+        """Per image of audit set ``name``: did model k train on its identity."""
+        return self.member[k][self.outputs[k].labels[name]]
+
+
+@dataclass
 class AttackResult:
     """One attack on one model. ``forget_vs_heldout`` is the forgetting measure (0.5 = as under
     retrain); score attacks also carry their calibration on members vs non-members (``None``
@@ -101,6 +126,7 @@ class AttackResult:
             "forget_member_rate": self.forget_member_rate,
             "forget_heldout_member_rate": self.forget_heldout_member_rate,
         }
+        calibrated = {k: v for k, v in calibrated.items() if v is not None}  # an attack without a threshold has no rates
         return {**self.params, **calibrated, "forget_vs_heldout": self.forget_vs_heldout.to_dict(), "forget_score_mean": self.forget_score_mean}
 
 
@@ -161,7 +187,7 @@ class MembershipAttack(ABC):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @abstractmethod
-    def run(self, out: ModelOutputs, reference: ModelOutputs | None = None, seed: int = 0) -> AttackResult:
+    def run(self, out: ModelOutputs, reference: References | None = None, seed: int = 0) -> AttackResult:
         """The attack on ``out`` (forget vs forget held-out, plus whatever calibration it has)."""
 
 
@@ -192,7 +218,7 @@ class ScoreAttack(MembershipAttack):
         return Calibration(nonmember_sets, fitted.held_out, 0.5, fitted.member_test_rate, fitted.nonmember_rate,
                            np.empty(0), fitted.member_probability)
 
-    def run(self, out: ModelOutputs, reference: ModelOutputs | None = None, seed: int = 0) -> AttackResult:
+    def run(self, out: ModelOutputs, reference: References | None = None, seed: int = 0) -> AttackResult:
         features = self.features(out)
         cal = self.calibrate(features, seed)
         forget, heldout = cal.score(features["forget"]), cal.score(features["forget_heldout"])

@@ -27,8 +27,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import train_test_split
 
-FPR_LEVELS = (1e-4, 1e-3, 1e-2)
-"""False-positive rates at which TPR is reported (0.01%, 0.1%, 1%; S2 reports 0.01%)."""
+FPR_LEVELS = (1e-3, 1e-2)
+"""False-positive rates at which TPR is reported (0.1% and 1%, as LiRA / RMIA practice); a level
+below ``1 / n_nonmembers`` is reported as None (not resolvable by the sample)."""
+
+BOOTSTRAP = 1000
+"""Bootstrap resamples behind every 95 % interval."""
 
 STREISAND_AUC = 0.35
 """Flag when forget training images score as members *less* often than held-out images of the same
@@ -42,33 +46,81 @@ unlearned forget scores): the unlearned model overshoots the never-trained state
 
 
 # -- ROC ------------------------------------------------------------------------------------------
-def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
-    """Highest TPR on the ROC curve whose FPR is at most ``level`` (with n non-members, levels
-    below 1/n read the TPR at FPR = 0)."""
-    return float(tpr[fpr <= level].max())
+def resolvable(level: float, n_nonmembers: int) -> bool:
+    """True when ``n_nonmembers`` can resolve a false-positive rate of ``level`` (at least one
+    non-member may be wrongly accused: ``level * n >= 1``)."""
+    return level * n_nonmembers >= 1 - 1e-9
+
+
+def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, level: float) -> float:
+    """Highest TPR of the rule "member if score > t" whose FPR is at most ``level``: with
+    ``k = floor(level * n)`` non-members allowed above t, t is the (k+1)-th largest non-member
+    score (the ROC curve's point at FPR <= level). Vectorised over leading axes (bootstrap rows)."""
+    nonmember_scores = np.sort(np.asarray(nonmember_scores, float), axis=-1)
+    n = nonmember_scores.shape[-1]
+    k = int(np.floor(level * n + 1e-9))
+    if k >= n:
+        return np.ones(nonmember_scores.shape[:-1]) if nonmember_scores.ndim > 1 else 1.0
+    threshold = nonmember_scores[..., n - 1 - k]
+    return np.mean(np.asarray(member_scores, float) > threshold[..., None], axis=-1)
+
+
+def auc_rank(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC (ties count 1/2) per row of ``(B, m)`` member and ``(B, n)`` non-member scores."""
+    nonmembers = np.sort(nonmember_scores, axis=-1)
+    below = np.stack([np.searchsorted(row, m, side="left") for row, m in zip(nonmembers, member_scores)])
+    upto = np.stack([np.searchsorted(row, m, side="right") for row, m in zip(nonmembers, member_scores)])
+    return (below + upto).mean(-1) / (2 * nonmembers.shape[-1])
+
+
+def bootstrap_intervals(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[float, ...],
+                        n_boot: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """Percentile 95 % intervals of the AUC and of TPR at each resolvable level: members and
+    non-members are resampled with replacement separately (the two samples are independent),
+    ``n_boot`` times. Unresolvable levels get None."""
+    rng = np.random.default_rng(seed)
+    m = member_scores[rng.integers(0, len(member_scores), (n_boot, len(member_scores)))]
+    z = nonmember_scores[rng.integers(0, len(nonmember_scores), (n_boot, len(nonmember_scores)))]
+
+    def interval(values: np.ndarray) -> list[float]:
+        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+    return {"auc": interval(auc_rank(m, z)),
+            "tpr": {f"{level:g}": interval(tpr_at_fpr(m, z, level)) if resolvable(level, len(nonmember_scores)) else None for level in levels}}
 
 
 @dataclass(frozen=True)
 class Roc:
-    """An attack's ROC on members vs non-members: AUC, TPR at each ``FPR_LEVELS`` level (keyed
-    ``f"{level:g}"``), at most ``max_points`` ROC points for a log-log plot, and the sample sizes."""
+    """An attack's ROC on members vs non-members: AUC and TPR at each ``FPR_LEVELS`` level (keyed
+    ``f"{level:g}"``; None where the sample cannot resolve the level) with bootstrap 95 % intervals,
+    the smallest FPR the sample resolves (``1 / n_nonmembers``), at most ``max_points`` ROC points
+    for a log-log plot, and the sample sizes."""
 
     auc: float
-    tpr_at_fpr: dict[str, float]
+    tpr_at_fpr: dict[str, float | None]
     fpr: list[float]
     tpr: list[float]
     n_members: int
     n_nonmembers: int
+    auc_ci: list[float]
+    tpr_ci: dict[str, list[float] | None]
+
+    @property
+    def min_fpr(self) -> float:
+        """The smallest false-positive rate this many non-members can resolve."""
+        return 1.0 / self.n_nonmembers
 
     def to_dict(self) -> dict[str, Any]:
-        """The report's JSON block: ``{"auc", "tpr_at_fpr", "roc": {"fpr", "tpr"}, "n_members", "n_nonmembers"}``."""
-        return {"auc": self.auc, "tpr_at_fpr": dict(self.tpr_at_fpr), "roc": {"fpr": list(self.fpr), "tpr": list(self.tpr)},
+        """The report's JSON block: ``{"auc", "auc_ci", "tpr_at_fpr", "tpr_ci", "min_fpr", "roc": {"fpr", "tpr"},
+        "n_members", "n_nonmembers"}``."""
+        return {"auc": self.auc, "auc_ci": list(self.auc_ci), "tpr_at_fpr": dict(self.tpr_at_fpr), "tpr_ci": dict(self.tpr_ci),
+                "min_fpr": self.min_fpr, "roc": {"fpr": list(self.fpr), "tpr": list(self.tpr)},
                 "n_members": self.n_members, "n_nonmembers": self.n_nonmembers}
 
 
 def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[float, ...] = FPR_LEVELS,
-        max_points: int = 100) -> Roc:
-    """The ``Roc`` of member vs non-member scores."""
+        max_points: int = 100, seed: int = 0) -> Roc:
+    """The ``Roc`` of member vs non-member scores (``seed``: the bootstrap's)."""
     member_scores, nonmember_scores = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
     if len(member_scores) == 0 or len(nonmember_scores) == 0:
         raise ValueError("an ROC needs at least one member and one non-member score")
@@ -76,13 +128,18 @@ def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[f
     s = np.r_[member_scores, nonmember_scores]
     fpr, tpr, _ = roc_curve(y, s)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).round().astype(int))
-    return Roc(auc=float(roc_auc_score(y, s)), tpr_at_fpr={f"{level:g}": tpr_at_fpr(fpr, tpr, level) for level in levels},
-               fpr=fpr[keep].tolist(), tpr=tpr[keep].tolist(), n_members=len(member_scores), n_nonmembers=len(nonmember_scores))
+    n = len(nonmember_scores)
+    intervals = bootstrap_intervals(member_scores, nonmember_scores, levels, seed=seed)
+    return Roc(auc=float(roc_auc_score(y, s)),
+               tpr_at_fpr={f"{level:g}": float(tpr_at_fpr(member_scores, nonmember_scores, level)) if resolvable(level, n) else None
+                           for level in levels},
+               fpr=fpr[keep].tolist(), tpr=tpr[keep].tolist(), n_members=len(member_scores), n_nonmembers=n,
+               auc_ci=intervals["auc"], tpr_ci=intervals["tpr"])
 
 
 def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray, levels: tuple[float, ...] = FPR_LEVELS,
                 max_points: int = 100) -> dict[str, Any]:
-    """AUC, TPR at each FPR level, and ROC points (at most ``max_points``) for a log-log plot, as JSON."""
+    """``roc(...).to_dict()``: the JSON block."""
     return roc(member_scores, nonmember_scores, levels, max_points).to_dict()
 
 
