@@ -46,7 +46,7 @@ def test_out_of_range_parameters_are_rejected_with_the_method_and_parameter_name
 def test_every_method_builds_from_its_defaults_and_presets_and_refuses_unknown_parameters(name):
     cls = method_class(name)
     method = create_method(name)
-    assert method.name == name and method.data_needs() and set(method.data_needs()) <= {"forget", "support", "retain", "test"}
+    assert method.name == name and method.data_needs() and set(method.data_needs()) <= {"forget", "support", "retain", "test", "forget_test"}
     for preset in cls.presets.values():
         create_method(name, **preset)
     for pname, spec in cls.parameters().items():  # each documented default is itself valid
