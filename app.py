@@ -454,7 +454,8 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
     except UnlearnError as err:
         return (_message("error", str(err)), *empty, uploads.attach_to(state))
     headers, rows = viz.metrics_table(report["before"], {m: report["runs"][m]["after"] for m in methods}, report.get("retrain"))
-    table = viz.table_html(headers, rows)
+    index_tables = (viz.table_html(*viz.index_states_table(report["runs"][m]["index"], "the forgotten people's")) for m in methods)
+    table = viz.table_html(headers, rows) + "".join(f"<h4>The search index after {html.escape(m)}</h4>{t}" for m, t in zip(methods, index_tables))
     galleries = viz.gallery_html(viz.workspace_top_k(ws, ws.original), "Before") + "".join(
         viz.gallery_html(viz.workspace_top_k(ws, models[m]), f"After {m}") for m in methods)
     audited = {m: r["privacy"] for m, r in report["runs"].items() if r.get("privacy")}

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_core.forget_me import INDEX_STATES, forget_me
+from unlearn_core.forget_me import forget_me
+from unlearn_core.metrics import INDEX_STATES
 from unlearn_core.viz import explain, index_states_table
 
 LFW = Path(__file__).resolve().parents[2] / "shared" / "sklearn_data" / "lfw_home" / "lfw_funneled"
@@ -41,3 +42,16 @@ def test_the_index_states_table_says_deleted_where_the_stored_rows_are_gone():
     assert headers[:2] == ["index state", "what the service did"] and len(rows) == 2
     assert rows[1][0] == "both" and rows[1][2:] == ["0.070", "0.000", "deleted", "deleted"]
     assert all(explain(h) for h in ("index state", "check mAP", "stored mAP"))
+
+
+def test_the_audit_reports_the_index_states_of_the_forgotten_identities(lfw_workspace):
+    """The Audit's forgotten gallery identities: their training photos are the stored rows, their
+    held-out photos the new photos queried; the same four states as Forget me."""
+    from unlearn_core.audit import audit
+    from unlearn_core.pipeline import AuditConfig
+
+    states = audit(lfw_workspace, [AuditConfig("projection")]).runs["projection"].index
+    assert list(states) == list(INDEX_STATES)
+    assert states["before"]["mAP"] > 0.9 and states["deletion_only"]["mAP"] > 0.9  # measured 1.00: new photos still match
+    assert states["unlearning_only"]["mAP"] < 0.5 and states["both"]["mAP"] < 0.5  # measured 0.19 and 0.24
+    assert states["stale"]["stored_mAP"] > 0.9 and states["unlearning_only"]["stored_mAP"] < 0.3  # measured 1.00 vs 0.07

@@ -70,3 +70,32 @@ def test_ingest_and_bench_scale_commands_on_real_faces(tmp_path):
     report = out.read_text()
     assert "| synthetic 2,000 | 2,000 | exact **(default)** |" in report
     assert "aligned 0 and embedded 12 images and read 0 of 1 batches" in report  # batches of another size: chips reused
+
+
+def test_ray_workers_ingest_the_same_vectors_and_share_the_resumable_cache(lfw_workspace, tmp_path):
+    """The distributed path in Ray's local mode on real faces: killed after its first batch, its
+    shard and chips are there; the rerun on Ray computes only the rest, with the workspace's vectors;
+    the in-process runner then reads every batch from the cache."""
+    from unlearn_core.distributed import RayRunner
+
+    ws = lfw_workspace
+    rows = ws.parts.forget_test.image_ids[:24]
+    gallery = Gallery("sample", [ws.gallery.sources[i] for i in rows], ws.gallery.labels[rows], ws.gallery.identities)
+    embedder = ChipEmbedder(ws.backbone, ws.original)
+    runner = RayRunner(workers=2)
+
+    def kill(fraction: float, message: str) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        ingest(gallery, embedder, tmp_path, batch_size=8, runner=runner, progress=kill)
+    on_ray = ingest(gallery, embedder, tmp_path, batch_size=8, runner=runner)
+    assert (on_ray.stats.shards_read, on_ray.stats.shards_written) == (1, 2)
+    assert on_ray.stats.aligned == 16
+    expected = ws.embed(ws.original, "forget_test")[:24][on_ray.rows]  # one CPU thread per worker: float sums differ in order
+    assert len(on_ray.rows) == len(rows) and (on_ray.vectors * expected).sum(1).min() > 1 - 1e-6
+    local = ingest(gallery, embedder, tmp_path, batch_size=8)
+    assert (local.stats.aligned, local.stats.embedded, local.stats.shards_read) == (0, 0, 3)
+    np.testing.assert_array_equal(local.rows, on_ray.rows)
+    regrouped = ingest(gallery, embedder, tmp_path, batch_size=12, runner=runner)  # new batches: chips cached by the Ray run
+    assert regrouped.stats.aligned == 0 and regrouped.stats.embedded == len(regrouped.rows)

@@ -20,7 +20,7 @@ from .data import Gallery, load_gallery
 from .errors import InvalidParameter
 from .features import GALLERY_PARTS, PARTS
 from .methods import Budget, create_method, method_class
-from .metrics import RetrievalRow, centroids, forget_top_k, protocol_metrics
+from .metrics import RetrievalRow, centroids, forget_top_k, index_states, protocol_metrics
 from .model import FaceModel
 from .pipeline import AlignedSplit, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device, run_method
 from .privacy import privacy_audit
@@ -46,6 +46,8 @@ class MethodRun:
     """What the ``iterations`` cap counted for this method (None: closed form, no budget)."""
     find: dict[str, Any] | None = None
     privacy: dict[str, Any] | None = None
+    index: dict[str, dict[str, float]] | None = None
+    """``gallery_index_states``: deletion vs unlearning vs stale embeddings in the search index."""
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
@@ -112,7 +114,8 @@ def audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool = False,
         model, result = run_method(ws, config, step)
         run = MethodRun(method=config.method, params=result["params"], protocol=result["protocol"], iterations_run=result["iterations_run"],
                         timing_s=result["timing_s"], before=result.get("before", report.before), after=result["after"], model=model,
-                        budget_counts=method_class(config.method).budget_counts, find=result.get("find"))
+                        budget_counts=method_class(config.method).budget_counts, find=result.get("find"),
+                        index=gallery_index_states(ws, model))
         if privacy:
             progress(0.15 + 0.7 * (i + 1) / len(configs), f"privacy audit of {config.method}: reference models")
             started = time.perf_counter()
@@ -122,6 +125,18 @@ def audit(ws: Workspace, configs: list[AuditConfig], with_retrain: bool = False,
             run.timing_s["privacy"] = time.perf_counter() - started
         report.runs[config.method] = run
     return report
+
+
+def gallery_index_states(ws: Workspace, model: FaceModel, k: int = 5) -> dict[str, dict[str, float]]:
+    """``metrics.index_states`` for the forgotten identities: an index of the test gallery plus their
+    training photos (``forget_train``: the rows the service stores of them, which a deletion
+    removes); their held-out photos (``forget_test``, in the gallery) are the new photos queried."""
+    parts = ("forget_train", *GALLERY_PARTS)
+    labels = np.concatenate([ws.parts[p].labels.cpu().numpy() for p in parts])
+    before, after = (np.concatenate([ws.embed(m, p) for p in parts]) for m in (ws.original, model))
+    stored = np.arange(len(ws.parts.forget_train))
+    checks = len(stored) + np.arange(len(ws.parts.forget_test))
+    return index_states(before, after, labels, checks=checks, stored=stored, deleted=stored, not_held=checks, k=k)
 
 
 def unlearn_references(ws: Workspace, config: AuditConfig) -> list[FaceModel | None]:

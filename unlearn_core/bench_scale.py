@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from .data import Gallery
-from .faces import FaceDetector
+from .faces import DETECT_BATCH, FaceDetector
 from .index import EXACT_BELOW, IVF_MIN_POINTS, GalleryIndex, IVFParams
-from .ingest import ChipEmbedder, IngestStats, ingest
+from .ingest import BatchRunner, ChipEmbedder, IngestStats, LocalRunner, ingest
 from .metrics import unit_rows
 
 PHOTOS_PER_PERSON = 10
@@ -132,18 +132,31 @@ def unit_top10(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.
     return best_i
 
 
-def ingestion_rates(gallery: Gallery, embedder: ChipEmbedder, n: int, seed: int) -> IngestStats:
-    """Align and embed ``n`` images drawn from ``gallery`` into an empty cache (nothing cached)."""
+def ingestion_rates(gallery: Gallery, embedder: ChipEmbedder, n: int, seed: int, ray_workers: int = 0) -> dict[str, IngestStats]:
+    """Align and embed the same ``n`` images drawn from ``gallery`` into an empty cache each time:
+    one image per MTCNN call, MTCNN batches (the default), and ``ray_workers`` Ray workers in local
+    mode (none if 0)."""
     rows = np.sort(np.random.default_rng(seed).choice(len(gallery), n, replace=False))
     sample = Gallery(f"{gallery.name} sample", [gallery.sources[i] for i in rows], gallery.labels[rows], gallery.identities)
-    with tempfile.TemporaryDirectory() as cache:
-        return ingest(sample, embedder, Path(cache), detector=FaceDetector.shared(embedder.device)).stats
+    runners: dict[str, BatchRunner] = {
+        "in process, one image per MTCNN call": LocalRunner(FaceDetector(embedder.device, batch_size=1)),
+        f"in process, MTCNN batches of {DETECT_BATCH} (default)": LocalRunner(FaceDetector(embedder.device)),
+    }
+    if ray_workers:
+        from .distributed import RayRunner
+
+        runners[f"Ray local mode, {ray_workers} workers x 1 CPU"] = RayRunner(workers=ray_workers)
+    out = {}
+    for name, runner in runners.items():
+        with tempfile.TemporaryDirectory() as cache:
+            out[name] = ingest(sample, embedder, Path(cache), runner=runner).stats
+    return out
 
 
 def run_bench_scale(gallery: Gallery, embedder: ChipEmbedder, cache_root: Path, sizes: list[int], n_rate: int = 200,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, ray_workers: int = 0) -> dict:
     """Everything ``docs/bench-scale.md`` reports (``render``)."""
-    rates = ingestion_rates(gallery, embedder, n_rate, seed)
+    rates = ingestion_rates(gallery, embedder, n_rate, seed, ray_workers)
     started = time.perf_counter()
     real = ingest(gallery, embedder, cache_root)
     lfw_s = time.perf_counter() - started
@@ -165,6 +178,7 @@ def run_bench_scale(gallery: Gallery, embedder: ChipEmbedder, cache_root: Path, 
 def render(results: dict) -> str:
     """The markdown of docs/bench-scale.md."""
     rates, lfw = results["rates"], results["lfw"]
+    n_rate = next(iter(rates.values())).n_images
     lines = [
         "# bench-scale: ingestion and the gallery index at 13k, 100k and 1M vectors",
         "",
@@ -174,8 +188,14 @@ def render(results: dict) -> str:
         "",
         "## Ingestion (align with MTCNN, embed with the pretrained dlib ResNet, 128-D)",
         "",
-        f"- Alignment: **{rates.rate('align'):.1f} img/s**, embedding: **{rates.rate('embed'):.1f} img/s** "
-        f"({rates.n_images} images of {results['gallery']} drawn at random, empty cache, batches of 256; the two steps timed separately).",
+        f"The same {n_rate} images of {results['gallery']} drawn at random, into an empty cache each time, in batches of 256. "
+        "Align and embed: images per second of each step (per worker: the step's time summed over workers); "
+        "wall: images per second of the whole run (the workers together, Ray's start-up included).",
+        "",
+        "| runner | align img/s | embed img/s | wall img/s |",
+        "|---|---|---|---|",
+        *(f"| {name} | {r.rate('align'):.1f} | {r.rate('embed'):.1f} | {r.throughput:.1f} |" for name, r in rates.items()),
+        "",
         f"- The whole gallery ({results['gallery']}) through the batch job (`ingest`): {results['n_lfw_faces']:,} faces of "
         f"{lfw.n_images:,} images; this run "
         f"aligned {lfw.aligned:,} and embedded {lfw.embedded:,} images and read {lfw.shards_read} of "

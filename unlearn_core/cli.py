@@ -133,6 +133,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         find = report["find"]
         print(f"find: {find['n_found']} photos found, precision {find['precision']:.3f}, recall {find['recall']:.3f} "
               f"(false-match rate at the threshold {find['thresholds']['expanded']['fmr']:.1e} on retained identities)")
+    print(format_index_states(report["index"], "their held-out photos", "them (their training photos)"))
     if "privacy" in report:
         print(format_privacy_table(report["privacy"]))
     print("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["timing_s"].items()))
@@ -149,10 +150,10 @@ def read_photo(path: str) -> bytes:
         raise UnlearnError(f"cannot read {path}: {err.strerror or err}") from None
 
 
-def format_index_states(states: dict[str, dict[str, float]]) -> str:
-    """The search index in each state of forgetting (``forget_me.INDEX_STATES``) as a text table."""
+def format_index_states(states: dict[str, dict[str, float]], checks: str = "your check photos", whom: str = "you") -> str:
+    """The search index in each state of forgetting (``metrics.INDEX_STATES``) as a text table."""
     columns = list(dict.fromkeys(c for m in states.values() for c in m))
-    lines = ["search index: your check photos as queries; stored_*: the rows the service keeps of you as queries",
+    lines = [f"search index: {checks} as queries; stored_*: the rows the service keeps of {whom} as queries",
              f"{'state':<18}" + "".join(f"{c:>12}" for c in columns)]
     lines += [f"{state:<18}" + "".join(f"{m[c]:>12.3f}" if c in m else f"{'deleted':>12}" for c in columns) for state, m in states.items()]
     return "\n".join(lines)
@@ -254,11 +255,16 @@ def pretrained_embedder(args: argparse.Namespace) -> ChipEmbedder:
 def cmd_ingest(args: argparse.Namespace) -> int:
     embedder = pretrained_embedder(args)
     device = embedder.device
-    result = ingest(load_gallery(args.dataset), embedder, cache_dir(), args.batch_size)
+    runner = None
+    if args.workers or args.ray_address:
+        from .distributed import RayRunner
+
+        runner = RayRunner(args.ray_address, args.workers or 2, gpus_per_worker=args.gpus_per_worker)
+    result = ingest(load_gallery(args.dataset), embedder, cache_dir(), args.batch_size, runner=runner)
     stats = result.stats
     print(f"{len(result.rows)} faces of {stats.n_images} images ({stats.n_images - len(result.rows)} without a face), {device}; "
           f"this run aligned {stats.aligned} ({stats.rate('align'):.1f} img/s) and embedded {stats.embedded} ({stats.rate('embed'):.1f} img/s); "
-          f"{stats.shards_read} batches read from the cache, {stats.shards_written} written")
+          f"{stats.shards_read} batches read from the cache, {stats.shards_written} written; {stats.timing_s['wall']:.1f} s in all")
     if args.index:
         started = time.perf_counter()
         index = GalleryIndex.build(result.rows, result.vectors, result.labels)
@@ -269,7 +275,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_bench_scale(args: argparse.Namespace) -> int:
     embedder = pretrained_embedder(args)
-    results = run_bench_scale(load_gallery(args.dataset), embedder, cache_dir(), parse_ints(args.sizes), args.rate_sample)
+    results = run_bench_scale(load_gallery(args.dataset), embedder, cache_dir(), parse_ints(args.sizes), args.rate_sample,
+                              ray_workers=args.ray_workers)
     text = render_scale(results)
     print(text)
     if args.out:
@@ -397,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--threads", type=int, default=None,
                      help="CPU threads for torch and faiss (default theirs; 1 is faster on a CPU shared with other jobs)")
     ing.add_argument("--index", help="save the gallery's search index (GalleryIndex) to this folder")
+    ing.add_argument("--workers", type=int, default=None, help="compute the batches on this many Ray workers (local Ray unless --ray-address)")
+    ing.add_argument("--ray-address", default=None, help="a Ray cluster to run the workers on: 'auto' on a cluster node, or ray://HEAD:10001")
+    ing.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray worker (0: CPU workers)")
     ing.set_defaults(func=cmd_ingest)
     scale = sub.add_parser("bench-scale", help="ingestion rates; index build, latency, recall and deletes at 13k (LFW), 100k, 1M vectors")
     scale.add_argument("--dataset", default="lfw", help="the real gallery (lfw, olivetti, or folder:PATH)")
@@ -405,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--backbone", default="dlib_resnet")
     scale.add_argument("--device", default="auto", help="auto, cpu or cuda")
     scale.add_argument("--threads", type=int, default=None, help="CPU threads for torch and faiss (default theirs)")
+    scale.add_argument("--ray-workers", type=int, default=0, help="also measure ingestion on this many local Ray workers (needs Ray)")
     scale.add_argument("--out", help="write the markdown report here")
     scale.set_defaults(func=cmd_bench_scale)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")

@@ -31,6 +31,7 @@ MIN_SIDE = 32
 DETECT_MAX_SIDE = 1024
 DETECT_MIN_SIDE = 256
 MIN_FACE_PROB = 0.95
+DETECT_BATCH = 8
 
 ImageSource = bytes | str | Path | Image.Image | np.ndarray
 
@@ -144,11 +145,11 @@ class FaceDetector:
     _instances: dict[str, FaceDetector] = {}
     _lock = threading.Lock()
 
-    def __init__(self, device: str = "cpu", min_prob: float = MIN_FACE_PROB):
+    def __init__(self, device: str = "cpu", min_prob: float = MIN_FACE_PROB, batch_size: int = DETECT_BATCH):
         from facenet_pytorch import MTCNN
 
         self.mtcnn = MTCNN(keep_all=True, device=device, min_face_size=20)
-        self.min_prob = min_prob
+        self.min_prob, self.batch_size = min_prob, batch_size
         self._run_lock = threading.Lock()
 
     @classmethod
@@ -160,18 +161,31 @@ class FaceDetector:
 
     def detect(self, image: Image.Image) -> list[Detection]:
         """All faces with probability >= ``min_prob``, in original image coordinates."""
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        """``detect`` for several images: those of one size (after scaling) go through MTCNN
+        together, ``batch_size`` at a time (its networks then run once per pyramid scale per batch)."""
+        batch_size = self.batch_size
         # very large photos are shrunk; small, tightly cropped ones (Olivetti's 64x64) are enlarged
-        scale = min(DETECT_MAX_SIDE / max(image.size), max(1.0, DETECT_MIN_SIDE / max(image.size)))
-        small = image if scale == 1.0 else image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
-        with self._run_lock, torch.no_grad():
-            boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
-        if boxes is None:
-            return []
-        return [
-            Detection(box=b / scale, prob=float(p), landmarks=l / scale)
-            for b, p, l in zip(boxes, probs, points)
-            if p is not None and p >= self.min_prob
-        ]
+        scales = [min(DETECT_MAX_SIDE / max(im.size), max(1.0, DETECT_MIN_SIDE / max(im.size))) for im in images]
+        scaled = [im if s == 1.0 else im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.BILINEAR)
+                  for im, s in zip(images, scales)]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(scaled):
+            by_size.setdefault(im.size, []).append(i)
+        found: list[list[Detection]] = [[] for _ in images]
+        for same_size in by_size.values():
+            for first in range(0, len(same_size), batch_size):
+                chunk = same_size[first : first + batch_size]
+                with self._run_lock, torch.no_grad():
+                    boxes, probs, points = self.mtcnn.detect([scaled[i] for i in chunk], landmarks=True)
+                for i, b, p, pts in zip(chunk, boxes, probs, points):
+                    if b is not None:
+                        found[i] = [Detection(box=np.asarray(bb, np.float64) / scales[i], prob=float(pp),
+                                              landmarks=np.asarray(ll, np.float64) / scales[i])
+                                    for bb, pp, ll in zip(b, p, pts) if pp is not None and pp >= self.min_prob]
+        return found
 
 
 def central_face(detections: Sequence[Detection], size: tuple[int, int]) -> int:
@@ -238,34 +252,70 @@ class ChipCache:
         """Whether the image with this content digest was aligned already (a chip or a no-face marker)."""
         return self._path(digest, ".png").exists() or self._path(digest, ".none").exists()
 
-    def get(self, source: Path | np.ndarray, detector: FaceDetector) -> tuple[np.ndarray | None, dict]:
-        """The chip for a dataset image (``None`` if it has no face) and its detection record."""
-        data, digest = content_digest(source)
-        png, none = self._path(digest, ".png"), self._path(digest, ".none")
+    def read(self, digest: str) -> tuple[np.ndarray | None, dict] | None:
+        """The cached chip (``None`` for an image without a face) and record, or ``None`` if not cached."""
+        png = self._path(digest, ".png")
         if png.exists():
             with Image.open(png) as cached:
                 return np.asarray(cached.convert("RGB")), json.loads(cached.text.get("record", "{}"))
-        if none.exists():
+        if self._path(digest, ".none").exists():
             return None, {"n_faces": 0}
+        return None
+
+    def put(self, digest: str, chip: np.ndarray | None, record: dict) -> None:
+        """Store an aligned chip (or, for ``None``, the marker of an image without a face)."""
+        png = self._path(digest, ".png")
         png.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            image = load_image(data)
-            detections = detector.detect(image)
-        except (NotAnImage, ImageTooLarge, ImageTooSmall):
-            detections = []
-        if not detections:
-            none.touch()
-            return None, {"n_faces": 0}
-        index = central_face(detections, image.size)
-        record = {"n_faces": len(detections), "chosen": index, "prob": round(detections[index].prob, 4)}
-        chip = align(image, detections[index].landmarks, self.template, self.size)
+        if chip is None:
+            self._path(digest, ".none").touch()
+            return
         from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()
         info.add_text("record", json.dumps(record))
         atomic_write(png, lambda tmp: Image.fromarray(chip).save(tmp, format="PNG", pnginfo=info))
-        return chip, record
+
+    def get(self, source: Path | np.ndarray, detector: FaceDetector) -> tuple[np.ndarray | None, dict]:
+        """The chip for a dataset image (``None`` if it has no face) and its detection record."""
+        return self.get_many([source], detector)[0]
 
     def get_many(self, sources: Sequence[Path | np.ndarray], detector: FaceDetector,
                  desc: str = "aligning faces") -> list[tuple[np.ndarray | None, dict]]:
-        return [self.get(s, detector) for s in tqdm(sources, desc=desc, disable=len(sources) < 50, leave=False)]
+        """``get`` for many images; those not cached are aligned in MTCNN batches and cached."""
+        contents = [content_digest(s) for s in sources]
+        out = [self.read(digest) for _, digest in contents]
+        missing = [i for i, hit in enumerate(out) if hit is None]
+        bar = tqdm(total=len(missing), desc=desc, disable=len(missing) < 50, leave=False)
+        for first in range(0, len(missing), DETECT_BATCH):
+            chunk = missing[first : first + DETECT_BATCH]
+            for i, aligned in zip(chunk, align_dataset_images([contents[i][0] for i in chunk], detector, self.template, self.size)):
+                self.put(contents[i][1], *aligned)
+                out[i] = aligned
+            bar.update(len(chunk))
+        bar.close()
+        return out
+
+
+def align_dataset_images(contents: Sequence[bytes | np.ndarray], detector: FaceDetector, template: np.ndarray,
+                         size: int) -> list[tuple[np.ndarray | None, dict]]:
+    """Dataset images (their content, as ``content_digest`` reads it) to the main face's chip and
+    its detection record, detected in one MTCNN batch; an unreadable image or one without a face
+    gives ``(None, {"n_faces": 0})``."""
+    images: list[Image.Image | None] = []
+    for content in contents:
+        try:
+            images.append(load_image(content))
+        except (NotAnImage, ImageTooLarge, ImageTooSmall):
+            images.append(None)
+    readable = [i for i, im in enumerate(images) if im is not None]
+    detections = dict(zip(readable, detector.detect_many([images[i] for i in readable])))
+    out: list[tuple[np.ndarray | None, dict]] = []
+    for i, image in enumerate(images):
+        found = detections.get(i, [])
+        if image is None or not found:
+            out.append((None, {"n_faces": 0}))
+            continue
+        chosen = central_face(found, image.size)
+        record = {"n_faces": len(found), "chosen": chosen, "prob": round(found[chosen].prob, 4)}
+        out.append((align(image, found[chosen].landmarks, template, size), record))
+    return out

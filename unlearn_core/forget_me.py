@@ -32,9 +32,8 @@ from .errors import InvalidParameter, UnlearnError, whole_number
 from .faces import AlignedFace, ImageSource, align_portrait
 from .features import GALLERY_PARTS, FaceData, augment_chips
 from .find import FindOutcome
-from .index import GalleryIndex
 from .methods import Budget, UnlearnRequest, create_method, preset_params
-from .metrics import RetrievalRow, compactness, index_retrieval, retrieval, top_k, unit_rows
+from .metrics import RetrievalRow, compactness, index_states, retrieval, top_k, unit_rows
 from .model import FaceModel
 from .pipeline import RECOMMENDED, Workspace, concat_face_data, device_name
 from .types import Progress
@@ -78,7 +77,7 @@ class ForgetMeResult:
     visitor: dict[str, dict[str, float]]
     """``{"before", "after", "after_deletion"}`` -> cs, mAP, rank1 of the visitor's check photos."""
     index: dict[str, dict[str, float]]
-    """``index_states``: the search index in each state of forgetting (``INDEX_STATES``)."""
+    """``visitor_index_states``: the search index in each state of forgetting (``metrics.INDEX_STATES``)."""
     found_chips: np.ndarray
     """The photos the find step found (shown to the visitor: "we found these N photos of you")."""
     retain: dict[str, dict[str, float]]
@@ -204,7 +203,7 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
     views = {"before": ("before", set()), "after": ("after", set()), "after_deletion": ("after", deleted)}
     evaluation = {name: _visitor_view(ws, embedded[when], visitor_emb[when], visitor_photos, len(checks), names, config.k, drop)
                   for name, (when, drop) in views.items()}
-    states = index_states(ws, embedded, visitor_emb, visitor_photos, len(held), len(checks), deleted, config.k)
+    states = visitor_index_states(ws, embedded, visitor_emb, visitor_photos, len(held), len(checks), deleted, config.k)
     retain = {"before": ws.baseline()["retain"], "after": ws.evaluate(model_after, embeddings=embedded["after"])["retain"]}
     mia = membership_verdict(ws, models, embedded, concat_face_data([selfie, checks]))
     known = [int(c) for c in matched if c != label]
@@ -231,49 +230,19 @@ def forget_me(ws: Workspace, portrait: ImageSource, enrolled: Sequence[ImageSour
                           found_data.chips, retain, mia, timing, model_after, report)
 
 
-INDEX_STATES = {
-    "before": ("before", False, False),
-    "deletion_only": ("before", True, False),
-    "unlearning_only": ("after", False, False),
-    "both": ("after", True, False),
-    "stale": ("after", False, True),
-}
-"""State -> (model, found rows deleted, the visitor's stored rows keep the old model's vectors).
-``deletion_only``: the rows are deleted, the model is unchanged (new photos of the person still
-match each other); ``unlearning_only``: the model changed and the index was re-embedded, nothing
-deleted; ``both``: what "forget me" does; ``stale``: the model changed and the index was
-re-embedded except the person's stored rows, which keep the old model's vectors."""
-
-
-def index_states(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], visitor_emb: dict[str, np.ndarray], visitor: FaceData,
-                 n_held: int, n_check: int, deleted: set[int], k: int) -> dict[str, dict[str, float]]:
-    """The search index (``GalleryIndex``: the workspace's test gallery plus the visitor's photos,
-    ``visitor`` = selfie, ``n_held`` stored photos, ``n_check`` check photos) in each of
-    ``INDEX_STATES``, searched two ways: ``mAP`` / ``rank1`` / ``top{k}``: the check photos, embedded
-    by that state's model, as queries (does a new photo of the person find them?); ``stored_*``:
-    the visitor's stored rows as queries with the vectors the index holds for them, against the
-    gallery and each other (do the rows the service keeps still find each other? not measured
-    where they were deleted)."""
+def visitor_index_states(ws: Workspace, embedded: dict[str, dict[str, np.ndarray]], visitor_emb: dict[str, np.ndarray],
+                         visitor: FaceData, n_held: int, n_check: int, deleted: set[int], k: int) -> dict[str, dict[str, float]]:
+    """``metrics.index_states`` of the index holding the workspace's test gallery plus the visitor's
+    photos (``visitor`` = selfie, ``n_held`` stored photos, ``n_check`` check photos): the check
+    photos are the queries, the stored photos what the service keeps, the found rows (``deleted``,
+    image ids) what "forget me" deletes."""
     labels = np.concatenate([ws.parts[p].labels.cpu().numpy() for p in GALLERY_PARTS] + [visitor.labels.cpu().numpy()])
     image_ids = np.concatenate([ws.parts[p].image_ids for p in GALLERY_PARTS] + [visitor.image_ids])
-    rows = np.arange(len(labels))  # the index's ids (image ids of uploads are negative)
-    first = len(labels) - len(visitor)
-    stored, checks = first + np.arange(1, 1 + n_held), rows[len(labels) - n_check :]
-    out = {}
-    for state, (when, delete, stale) in INDEX_STATES.items():
-        vectors = np.concatenate([embedded[when][p] for p in GALLERY_PARTS] + [visitor_emb[when]])
-        if stale:
-            vectors[stored] = visitor_emb["before"][stored - first]
-        index = GalleryIndex.build(rows, vectors, labels)
-        if delete:
-            index.delete(ids=rows[np.isin(image_ids, list(deleted))])
-        metrics = index_retrieval(index, vectors[checks], labels[checks], checks, ranks=(1, k))
-        out[state] = {"mAP": metrics["mAP"], "rank1": metrics["rank1"], f"top{k}": metrics[f"rank{k}"]}
-        if not delete and n_held:  # the service's own holdings: its gallery and the person's stored rows
-            index.delete(ids=np.setdiff1d(rows[first:], stored))
-            held = index_retrieval(index, vectors[stored], labels[stored], stored, ranks=(1, k))
-            out[state].update({"stored_mAP": held["mAP"], "stored_rank1": held["rank1"], f"stored_top{k}": held[f"rank{k}"]})
-    return out
+    vectors = {when: np.concatenate([embedded[when][p] for p in GALLERY_PARTS] + [visitor_emb[when]]) for when in ("before", "after")}
+    first = len(labels) - len(visitor)  # the visitor's rows: selfie, stored, checks (uploads have negative image ids)
+    stored = first + np.arange(1, 1 + n_held)
+    return index_states(vectors["before"], vectors["after"], labels, checks=np.arange(len(labels) - n_check, len(labels)), stored=stored,
+                        deleted=np.flatnonzero(np.isin(image_ids, list(deleted))), not_held=np.setdiff1d(np.arange(first, len(labels)), stored), k=k)
 
 
 def split_extra_photos(photos: Sequence[ImageSource]) -> tuple[list[ImageSource], list[ImageSource]]:

@@ -46,6 +46,47 @@ def index_retrieval(index: GalleryIndex, query: np.ndarray, query_labels: np.nda
     return _ranked(sims, index.labels_of(ids) == query_labels[:, None], valid, ranks)
 
 
+INDEX_STATES = {
+    "before": ("before", False, False),
+    "deletion_only": ("before", True, False),
+    "unlearning_only": ("after", False, False),
+    "both": ("after", True, False),
+    "stale": ("after", False, True),
+}
+"""State -> (model, the person's found rows deleted, the person's stored rows keep the old model's
+vectors). ``deletion_only``: the rows are deleted, the model is unchanged (new photos of the person
+still match each other); ``unlearning_only``: the model changed and the index was re-embedded,
+nothing deleted; ``both``: what "forget me" does; ``stale``: the model changed and the index was
+re-embedded except the person's stored rows, which keep the old model's vectors."""
+
+
+def index_states(before: np.ndarray, after: np.ndarray, labels: np.ndarray, checks: np.ndarray, stored: np.ndarray,
+                 deleted: np.ndarray, not_held: np.ndarray, k: int = 5) -> dict[str, dict[str, float]]:
+    """A search index (``GalleryIndex`` over rows ``0..N-1``; ``before``/``after``: every row's vector
+    under the original and the unlearned model) in each of ``INDEX_STATES``, searched two ways:
+    ``mAP`` / ``rank1`` / ``top{k}``: the ``checks`` rows (new photos of the forgotten people, in the
+    index) as queries with that state's vectors (does a new photo find the person?); ``stored_*``:
+    the ``stored`` rows (what the service keeps of them) as queries with the vectors the index holds
+    for them, against the service's holdings (every row but ``not_held``; not measured where
+    ``deleted`` removed them). ``deleted``: the rows a deletion removes."""
+    rows = np.arange(len(labels))
+    out = {}
+    for state, (when, delete, stale) in INDEX_STATES.items():
+        vectors = (before if when == "before" else after).copy()
+        if stale:
+            vectors[stored] = before[stored]
+        index = GalleryIndex.build(rows, vectors, labels)
+        if delete:
+            index.delete(ids=deleted)
+        metrics = index_retrieval(index, vectors[checks], labels[checks], checks, ranks=(1, k))
+        out[state] = {"mAP": metrics["mAP"], "rank1": metrics["rank1"], f"top{k}": metrics[f"rank{k}"]}
+        if not delete and len(stored):
+            index.delete(ids=not_held)
+            held = index_retrieval(index, vectors[stored], labels[stored], stored, ranks=(1, k))
+            out[state].update({"stored_mAP": held["mAP"], "stored_rank1": held["rank1"], f"stored_top{k}": held[f"rank{k}"]})
+    return out
+
+
 def _ranked(sims: np.ndarray, positives: np.ndarray, valid: np.ndarray, ranks: tuple[int, ...]) -> dict[str, float]:
     """mAP and rank-k from each query's similarities, which of them are positives, and which count."""
     aps, hits = [], {k: [] for k in ranks}

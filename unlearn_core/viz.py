@@ -279,17 +279,19 @@ def _round(value: float | None) -> float | None:
 
 INDEX_STATE_NAMES = {
     "before": ("before", "original model, nothing deleted"),
-    "deletion_only": ("deletion only", "your found rows deleted; the model unchanged"),
+    "deletion_only": ("deletion only", "{whose} found rows deleted; the model unchanged"),
     "unlearning_only": ("unlearning only", "model unlearned, index re-embedded; nothing deleted"),
-    "both": ("both", "model unlearned, index re-embedded, your found rows deleted"),
-    "stale": ("stale embeddings", "model unlearned, index re-embedded except your stored rows (old vectors)"),
+    "both": ("both", "model unlearned, index re-embedded, {whose} found rows deleted"),
+    "stale": ("stale embeddings", "model unlearned, index re-embedded except {whose} stored rows (old vectors)"),
 }
 
 
-def index_states_table(states: dict[str, dict[str, float]]) -> tuple[list[str], list[list[Any]]]:
-    """``forget_me.index_states`` as ``table_html`` headers and rows."""
+def index_states_table(states: dict[str, dict[str, float]], whose: str = "your") -> tuple[list[str], list[list[Any]]]:
+    """``metrics.index_states`` as ``table_html`` headers and rows; ``whose``: the forgotten person
+    as the descriptions name them ("your", "the forgotten people's")."""
     columns = [("check mAP", "mAP"), ("check R@1", "rank1"), ("stored mAP", "stored_mAP"), ("stored R@1", "stored_rank1")]
-    rows = [[*INDEX_STATE_NAMES[state], *(f"{m[key]:.3f}" if key in m else "deleted" for _, key in columns)] for state, m in states.items()]
+    rows = [[INDEX_STATE_NAMES[state][0], INDEX_STATE_NAMES[state][1].format(whose=whose),
+             *(f"{m[key]:.3f}" if key in m else "deleted" for _, key in columns)] for state, m in states.items()]
     return ["index state", "what the service did", *(name for name, _ in columns)], rows
 
 
