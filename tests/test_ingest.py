@@ -99,3 +99,17 @@ def test_ray_workers_ingest_the_same_vectors_and_share_the_resumable_cache(lfw_w
     np.testing.assert_array_equal(local.rows, on_ray.rows)
     regrouped = ingest(gallery, embedder, tmp_path, batch_size=12, runner=runner)  # new batches: chips cached by the Ray run
     assert regrouped.stats.aligned == 0 and regrouped.stats.embedded == len(regrouped.rows)
+
+
+def test_batched_detection_finds_what_one_image_at_a_time_finds():
+    """MTCNN batches (same-sized LFW photos) give the same faces and landmarks as one call per photo."""
+    from unlearn_core.faces import FaceDetector, load_image
+
+    images = [load_image(p) for p in sorted(LFW.glob("*/*.jpg"))[::997][:10]]
+    batched, single = FaceDetector("cpu", batch_size=4).detect_many(images), FaceDetector("cpu", batch_size=1).detect_many(images)
+    assert sum(map(len, single)) >= 10
+    for one, many in zip(single, batched):
+        assert len(one) == len(many)
+        for a, b in zip(one, many):
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-2)
+            assert abs(a.prob - b.prob) < 1e-4
