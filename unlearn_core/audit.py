@@ -146,12 +146,14 @@ def unlearn_references(ws: Workspace, config: AuditConfig) -> list[FaceModel | N
     gallery-assisted ones from the forget identities' training photos (the find step belongs to
     the audited service, not to the references)."""
     pool = ws.reference_pool(config.references)
+    method = create_method(config.method, **config.params)
+    # a stopping rule that matches the retrain reference matches the workspace's (it never saw the forget identities either)
+    reference = ws.retrain_model() if "reference" in method.stopping_needs() else None
     out: list[FaceModel | None] = []
     for model, request in zip(pool.models, pool.requests):
-        if request is not None and config.one_shot:
-            request = dataclasses.replace(request, forget=None)
-        out.append(None if request is None else
-                   create_method(config.method, **config.params).unlearn(model, request, Budget(iterations=config.iterations), seed=ws.config.seed))
+        if request is not None:
+            request = dataclasses.replace(request, forget=None if config.one_shot else request.forget, reference=reference)
+        out.append(None if request is None else method.unlearn(model, request, Budget(iterations=config.iterations), seed=ws.config.seed))
     return out
 
 

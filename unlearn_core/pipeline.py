@@ -435,6 +435,8 @@ def run_method(ws: Workspace, config: AuditConfig, progress: Progress | None = N
         request, find = ws.gallery_assisted_request(seed=ws.config.seed)
     else:
         request = ws.request(one_shot=config.one_shot, seed=ws.config.seed)
+    if "reference" in method.stopping_needs():
+        request = dataclasses.replace(request, reference=ws.retrain_model(progress))
     find_s = time.perf_counter() - started
     model = method.unlearn(ws.original, request, Budget(iterations=config.iterations), progress, seed=ws.config.seed)
     unlearn_s = time.perf_counter() - started - find_s

@@ -62,7 +62,8 @@ class Dispersion(IterativeMethod):
     summary = "Push same-identity embeddings apart (S0 Eq. 5)"
     hard = False
     presets = {"retain-preserving": {"lr": 2e-3, "momentum": 0.9, "retain_weight": 5.0, "clip_norm": 5.0, "stop_cs": 0.05,
-                                     "train_blocks": 2}}
+                                     "train_blocks": 2},
+               "match-retrain": {"stop_at": "retrain", "check_every": 1}}
 
     margin: float = param(0.2, 0.0, 1.0, "cosine floor is -margin")
     retain_weight: float = param(0.0, 0.0, 100.0, "weight of retain embedding distillation (0 = paper)")
