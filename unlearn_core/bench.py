@@ -33,6 +33,7 @@ from .audit import audit
 from .errors import InvalidParameter
 from .features import PARTS
 from .methods import create_method, list_methods, method_class
+from .metrics import tow_maps
 from .pipeline import PROTOCOLS, AuditConfig, Workspace, WorkspaceConfig, device_name
 from .types import Progress
 
@@ -252,12 +253,6 @@ COLUMNS: dict[str, Column] = {
     "forget_ratio": Column("Forget mAP ÷ before ↓", 1, 3), "retain_drop": Column("Retain mAP drop ↓", 1, 3),
     "find.precision": Column("Find P ↑", 100, 1), "find.recall": Column("Find R ↑", 100, 1),
 }
-
-
-def tow_maps(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """S2 Eq. 7's three sets from ``protocol_metrics``: forget = D_f (forget training photos),
-    retain = D_r (retain training photos), test = D_te (held-out photos of retained people)."""
-    return {"forget": metrics["forget_train"]["mAP"], "retain": metrics["retain_train"]["mAP"], "test": metrics["retain"]["mAP"]}
 
 
 def seed_values(record: dict[str, Any], setting: str, name: str) -> dict[str, float] | None:

@@ -21,6 +21,8 @@ from .audit import audit_models, run_audit
 from .backbones import create_backbone
 from .backbones.external import EmbedderSpec, load_embedder
 from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
+from .bench_privacy import DEFAULT_ENTRIES, Entry, run_privacy_bench
+from .bench_privacy import render as render_privacy
 from .bench_scale import render as render_scale
 from .bench_scale import run_bench_scale
 from .data import load_gallery, person_photos
@@ -284,6 +286,22 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_privacy(args: argparse.Namespace) -> int:
+    entries = [Entry.parse(text) for text in args.methods.split(",") if text.strip()]
+    workspace = WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, backbone=args.backbone, device=args.device,
+                                train_from=args.train_from, n_retain=args.retain)
+
+    def save(results: dict[str, Any]) -> None:  # after every seed: a cut run keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+        if args.out:
+            Path(args.out).write_text(render_privacy(results))
+
+    results = run_privacy_bench(workspace, entries, parse_ints(args.seeds), args.references, TqdmProgress(), on_seed=save)
+    print(render_privacy(results))
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in list_methods():
         cls = method_class(name)
@@ -418,6 +436,19 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--ray-workers", type=int, default=0, help="also measure ingestion on this many local Ray workers (needs Ray)")
     scale.add_argument("--out", help="write the markdown report here")
     scale.set_defaults(func=cmd_bench_scale)
+    bp = sub.add_parser("bench-privacy", help="the privacy audit of a few methods over seeds (docs/privacy-lfw.md)")
+    bp.add_argument("--dataset", default="lfw")
+    bp.add_argument("--methods", default=",".join(DEFAULT_ENTRIES), help="comma-separated METHOD or METHOD:PRESET")
+    bp.add_argument("--seeds", default="0,1,2")
+    bp.add_argument("--forget", type=int, default=10)
+    bp.add_argument("--retain", type=int, default=40)
+    bp.add_argument("--references", type=int, default=DEFAULT_K, help="reference models per seed (even, >= 4)")
+    bp.add_argument("--backbone", default="dlib_resnet")
+    bp.add_argument("--train-from", default="tail")
+    bp.add_argument("--device", default="auto")
+    bp.add_argument("--out", help="write the markdown report here (after every seed)")
+    bp.add_argument("--json", help="write the raw results here (after every seed)")
+    bp.set_defaults(func=cmd_bench_privacy)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)

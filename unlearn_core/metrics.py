@@ -46,6 +46,12 @@ def index_retrieval(index: GalleryIndex, query: np.ndarray, query_labels: np.nda
     return _ranked(sims, index.labels_of(ids) == query_labels[:, None], valid, ranks)
 
 
+def tow_maps(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """S2 Eq. 7's three sets from ``protocol_metrics``: forget = D_f (forget training photos),
+    retain = D_r (retain training photos), test = D_te (held-out photos of retained people)."""
+    return {"forget": metrics["forget_train"]["mAP"], "retain": metrics["retain_train"]["mAP"], "test": metrics["retain"]["mAP"]}
+
+
 INDEX_STATES = {
     "before": ("before", False, False),
     "deletion_only": ("before", True, False),

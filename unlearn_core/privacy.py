@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 from . import attacks
 from .attacks import ModelOutputs, References, attack_class, create_attack, list_attacks
 from .features import Parts
-from .metrics import retrieval
+from .metrics import retrieval, tow_maps
 from .model import FaceModel
 from .probes import deep_forgetting, format_probes
 from .references import DEFAULT_K, ReferencePool
@@ -81,6 +81,9 @@ class AuditWorkspace(Protocol):
 
     def identity_names(self, classes: list[int]) -> list[str]: ...
 
+    def evaluate(self, model: FaceModel) -> dict[str, dict[str, float]]:
+        """``metrics.protocol_metrics`` of ``model`` (ToW reads its training-photo retrieval)."""
+
 
 @torch.no_grad()
 def model_outputs(model: FaceModel, parts: Parts) -> ModelOutputs:
@@ -121,20 +124,6 @@ def membership_attacks(outs: Mapping[str, ModelOutputs], reference: References |
         blocks[name] = block
         flags += [f"{name}: {r}" for r in block["streisand"]]
     return blocks, flags, skipped
-
-
-def retrieval_maps(ws: AuditWorkspace, out: ModelOutputs) -> dict[str, float]:
-    """mAP for ToW: retain = retain training images against themselves, forget = forget training
-    images against all training images, test = held-out retain images against themselves (each
-    query's own image excluded)."""
-    e, lab = out.embeddings, out.labels
-    ids = {s: ws.parts[p].image_ids for s, p in SETS.items()}
-
-    def m(query: str, gallery: tuple[str, ...]) -> float:
-        return retrieval(e[query], lab[query], np.concatenate([e[g] for g in gallery]), np.concatenate([lab[g] for g in gallery]),
-                         ids[query], np.concatenate([ids[g] for g in gallery]))["mAP"]
-
-    return {"retain": m("members", ("members",)), "forget": m("forget", ("forget", "members")), "test": m("test", ("test",))}
 
 
 def identity_maps(out: ModelOutputs, ws: AuditWorkspace) -> np.ndarray:
@@ -214,7 +203,7 @@ def privacy_audit(ws: AuditWorkspace, model: FaceModel, unlearned_references: li
     original = outs["unlearned"] if model is ws.original else model_outputs(ws.original, ws.parts)
     report["deep_forgetting"] = {who: deep_forgetting(m, outs[who], original, ws.parts, seed)
                                  for who, m in (("unlearned", model), ("retrain", retrain))}
-    maps = {who: retrieval_maps(ws, out) for who, out in {**outs, "original": original}.items()}
+    maps = {who: tow_maps(ws.evaluate(m)) for who, m in (("unlearned", model), ("retrain", retrain), ("original", ws.original))}
     report["tug_of_war"] = {**{who: attacks.tug_of_war(m, maps["retrain"]) for who, m in maps.items()}, "map": maps}
     report["unlearn_score"] = {who: {"score": attacks.unlearn_score(o.accuracy("test"), o.accuracy("forget")),
                                      "acc_test": o.accuracy("test"), "acc_forget": o.accuracy("forget")} for who, o in outs.items()}

@@ -18,6 +18,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from .errors import InvalidParameter
+from .features import GALLERY_PARTS
 from .metrics import RetrievalRow, forget_top_k
 from .privacy import ATTACK_HELP, PRIVACY_COLUMNS, REPORTED_ATTACKS, privacy_rows
 from .probes import PROBE_HELP, probe_lines
@@ -395,7 +396,7 @@ def audit_maps(ws: Any, models: dict[str, Any], projections: Sequence[str] = PRO
 
 def workspace_top_k(ws: Any, model: Any, n_queries: int = 3, k: int = 5) -> list[RetrievalRow]:
     """``metrics.forget_top_k`` of ``model`` on a workspace's test gallery."""
-    parts = ("forget_test", "retain_test", "distractors")
+    parts = GALLERY_PARTS
     return forget_top_k({p: ws.embed(model, p) for p in parts}, {p: ws.parts[p].labels.cpu().numpy() for p in parts},
                         {p: ws.parts[p].image_ids for p in parts}, {p: ws.parts[p].chips for p in parts},
                         ws.identity_names(range(len(ws.classes))), ws.forget_classes, n_queries, k)

@@ -149,7 +149,7 @@ def _template(value: Any, size: int) -> np.ndarray:
 
 
 # -- loading ----------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class ExternalEmbedder:
     """A loaded checkpoint: ``embed`` maps aligned uint8 RGB chips to unit-length embeddings."""
 
@@ -165,17 +165,19 @@ class ExternalEmbedder:
         out = []
         for start in range(0, len(chips), batch_size):
             x = self.spec.inputs.preprocess(torch.as_tensor(np.ascontiguousarray(chips[start : start + batch_size]))).numpy()
-            out.append(self._checked(self.run(x), len(x)))
+            out.append(checked_output(self.run(x), len(x), self.format))
         emb = np.concatenate(out).astype(np.float32)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
-    def _checked(self, y: np.ndarray, n: int) -> np.ndarray:
-        if y.ndim != 2 or y.shape[0] != n:
-            raise InvalidParameter(f"the {self.format} model should output one embedding per photo, shape ({n}, D); it output {tuple(y.shape)}")
-        if not np.isfinite(y).all():
-            raise InvalidParameter(f"the {self.format} model output NaN or infinite values: the checkpoint is corrupt or the spec's "
-                                   "normalisation is wrong")
-        return y
+
+def checked_output(y: np.ndarray, n: int, kind: str) -> np.ndarray:
+    """A network's raw output for ``n`` photos, refused unless it is ``(n, D)`` and finite."""
+    if y.ndim != 2 or y.shape[0] != n:
+        raise InvalidParameter(f"the {kind} model should output one embedding per photo, shape ({n}, D); it output {tuple(y.shape)}")
+    if not np.isfinite(y).all():
+        raise InvalidParameter(f"the {kind} model output NaN or infinite values: the checkpoint is corrupt or the spec's "
+                               "normalisation is wrong")
+    return y
 
 
 def load_embedder(source: bytes | str | Path, spec: EmbedderSpec, device: torch.device | str = "cpu",
@@ -196,9 +198,8 @@ def load_embedder(source: bytes | str | Path, spec: EmbedderSpec, device: torch.
 
     size = spec.inputs.size
     probe = np.full((2, size, size, 3), 128, np.uint8)
-    embedder = ExternalEmbedder(kind, spec, run, 0)
     try:
-        out = embedder._checked(run(spec.inputs.preprocess(torch.from_numpy(probe)).numpy()), 2)
+        out = checked_output(run(spec.inputs.preprocess(torch.from_numpy(probe)).numpy()), 2, kind)
     except InvalidParameter:
         raise
     except Exception as err:  # shape errors surface as runtime errors of the framework
@@ -206,8 +207,7 @@ def load_embedder(source: bytes | str | Path, spec: EmbedderSpec, device: torch.
         raise InvalidParameter(f"the {label} ({kind}) does not run on {size}x{size} inputs laid out {spec.inputs.layout}: {first}") from None
     if spec.embed_dim is not None and out.shape[1] != spec.embed_dim:
         raise InvalidParameter(f"the {label} outputs {out.shape[1]}-D embeddings; the spec says embed_dim {spec.embed_dim}")
-    embedder.embed_dim = out.shape[1]
-    return embedder
+    return ExternalEmbedder(kind, spec, run, out.shape[1])
 
 
 def _read(source: bytes | str | Path, label: str, max_bytes: int | None) -> bytes:
