@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale
+.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale bench-privacy
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -55,6 +55,10 @@ bench-short: install
 
 bench-forget-me: install
 	$(PY) -m unlearn_core bench --dataset lfw --methods projection --seeds 0,1,2 --retain 40 --budget paper --protocols standard,one_shot,gallery_assisted --out docs/bench-lfw-forget-me.md --json docs/bench-lfw-forget-me.json
+
+# The privacy audit (K = 4 reference models per seed) of dispersion, its presets and the strongest baselines, 3 seeds.
+bench-privacy: install
+	$(PY) -m unlearn_core bench-privacy --dataset lfw --seeds 0,1,2 --retain 40 --out docs/privacy-lfw.md --json docs/privacy-lfw.json
 
 # Ingestion rates and the gallery index at 13k (all of LFW, real), 100k and 1M (synthetic) vectors. One thread each for
 # torch and faiss: on a CPU shared with other jobs, two threads per process were slower (MTCNN 0.5 vs 4 img/s).
