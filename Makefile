@@ -63,4 +63,4 @@ bench-privacy: install
 # Ingestion rates and the gallery index at 13k (all of LFW, real), 100k and 1M (synthetic) vectors. One thread each for
 # torch and faiss: on a CPU shared with other jobs, two threads per process were slower (MTCNN 0.5 vs 4 img/s).
 bench-scale: install-test
-	$(PY) -m unlearn_core bench-scale --threads 1 --ray-workers 2 --sizes 100000,1000000 --out docs/bench-scale.md
+	$(PY) -m unlearn_core bench-scale --threads 1 --ray-workers 2 --milvus --sizes 100000,1000000 --out docs/bench-scale.md

@@ -58,11 +58,18 @@ def test_ingest_and_bench_scale_commands_on_real_faces(tmp_path):
     run = [sys.executable, "-m", "unlearn_core"]
     env = {**os.environ, "UNLEARN_CACHE": str(tmp_path / "cache")}  # nothing cached before
     ingested = subprocess.run([*run, "ingest", "--dataset", f"folder:{folder}", "--batch-size", "5", "--threads", "1", "--device", "cpu",
-                               "--index", str(tmp_path / "index")], capture_output=True, text=True, timeout=600, env=env)
+                               "--index", str(tmp_path / "index"), "--milvus", str(tmp_path / "gallery.db")],
+                              capture_output=True, text=True, timeout=600, env=env)
     assert ingested.returncode == 0, ingested.stderr
     assert "12 faces of 12 images" in ingested.stdout and "0 batches read from the cache, 3 written" in ingested.stdout
     index = GalleryIndex.load(tmp_path / "index")
     assert index.count == 12 and index.kind == "exact" and sorted(np.bincount(index.labels_of(np.arange(12)))) == [4, 4, 4]
+    from unlearn_core.index_milvus import MilvusIndex
+
+    milvus = MilvusIndex(str(tmp_path / "gallery.db"), 128)
+    assert "12 vectors written" in ingested.stdout and milvus.count == 12
+    np.testing.assert_array_equal(milvus.labels_of(np.arange(12)), index.labels_of(np.arange(12)))
+    milvus.close()
     out = tmp_path / "bench-scale.md"
     bench = subprocess.run([*run, "bench-scale", "--dataset", f"folder:{folder}", "--sizes", "2000", "--rate-sample", "3", "--threads", "1",
                             "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)

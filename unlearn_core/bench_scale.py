@@ -82,13 +82,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_index(gallery: Gallerized, ivf: IVFParams | None, nprobes: tuple[int, ...], seed: int) -> list[dict[str, float | str]]:
+def measure_index(gallery: Gallerized, ivf: IVFParams | None, nprobes: tuple[int, ...], seed: int,
+                  milvus_uri: str | None = None) -> list[dict[str, float | str]]:
     """Build time, single-query top-10 latency p50/p99, recall@10 against exact search, and the
-    time to delete one person's rows (median of 5 people with 2 photos or more), for one index kind (and each nprobe)."""
+    time to delete one person's rows (median of 5 people with 2 photos or more), for one index kind
+    (and each nprobe); ``milvus_uri``: the Milvus backend there instead of FAISS."""
     rng = np.random.default_rng(seed)
     exact_ids = unit_top10(gallery.queries, gallery.vectors, gallery.ids)
     started = time.perf_counter()
-    index = GalleryIndex.build(gallery.ids, gallery.vectors, gallery.labels, exact_below=0 if ivf else len(gallery.ids) + 1, ivf=ivf, seed=seed)
+    if milvus_uri is not None:
+        from .index_milvus import MilvusIndex
+
+        index = MilvusIndex.build(milvus_uri, gallery.ids, gallery.vectors, gallery.labels)
+    else:
+        index = GalleryIndex.build(gallery.ids, gallery.vectors, gallery.labels, exact_below=0 if ivf else len(gallery.ids) + 1, ivf=ivf, seed=seed)
     build_s = time.perf_counter() - started
     rows = []
     for nprobe in [p for p in nprobes if p <= ivf.nlist] if ivf else (0,):
@@ -101,7 +108,7 @@ def measure_index(gallery: Gallerized, ivf: IVFParams | None, nprobes: tuple[int
             found.append(index.search(q, 10)[1][0])
             latencies.append(time.perf_counter() - started)
         recall = float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact_ids)]))
-        default = (ivf is None) == (len(gallery.ids) < EXACT_BELOW) and (ivf is None or nprobe == ivf.nprobe)  # GalleryIndex.build's pick
+        default = milvus_uri is None and (ivf is None) == (len(gallery.ids) < EXACT_BELOW) and (ivf is None or nprobe == ivf.nprobe)  # build's pick
         rows.append({"gallery": gallery.name, "n": len(gallery.ids), "index": index.kind + (" **(default)**" if default else ""), "build_s": build_s,
                      "p50_ms": 1e3 * float(np.percentile(latencies, 50)), "p99_ms": 1e3 * float(np.percentile(latencies, 99)),
                      "recall10": recall, "n_timed": n_timed})
@@ -115,6 +122,8 @@ def measure_index(gallery: Gallerized, ivf: IVFParams | None, nprobes: tuple[int
         times.append(time.perf_counter() - started)
     for row in rows:
         row.update(delete_ms=1e3 * float(np.median(times)), delete_rows=float(np.median(sizes)), peak_rss_mb=peak_rss_mb())
+    if milvus_uri is not None:
+        index.close()
     return rows
 
 
@@ -154,8 +163,9 @@ def ingestion_rates(gallery: Gallery, embedder: ChipEmbedder, n: int, seed: int,
 
 
 def run_bench_scale(gallery: Gallery, embedder: ChipEmbedder, cache_root: Path, sizes: list[int], n_rate: int = 200,
-                    seed: int = 0, ray_workers: int = 0) -> dict:
-    """Everything ``docs/bench-scale.md`` reports (``render``)."""
+                    seed: int = 0, ray_workers: int = 0, milvus: bool = False) -> dict:
+    """Everything ``docs/bench-scale.md`` reports (``render``); ``milvus``: also the Milvus backend
+    (Milvus Lite on a temporary file) on the real gallery."""
     rates = ingestion_rates(gallery, embedder, n_rate, seed, ray_workers)
     started = time.perf_counter()
     real = ingest(gallery, embedder, cache_root)
@@ -166,6 +176,9 @@ def run_bench_scale(gallery: Gallery, embedder: ChipEmbedder, cache_root: Path, 
     rows = measure_index(lfw, None, (), seed)
     if len(lfw.ids) >= IVFParams.for_size(len(lfw.ids)).nlist * IVF_MIN_POINTS:
         rows += measure_index(lfw, IVFParams.for_size(len(lfw.ids)), NPROBES, seed)
+    if milvus:
+        with tempfile.TemporaryDirectory() as folder:
+            rows += measure_index(lfw, None, (), seed, milvus_uri=str(Path(folder) / "gallery.db"))
     for n in sizes:
         data = synthetic(fitted, n, seed)
         rows += measure_index(data, None, (), seed) + measure_index(data, IVFParams.for_size(n), NPROBES, seed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -272,13 +273,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         index = GalleryIndex.build(result.rows, result.vectors, result.labels)
         index.save(args.index)
         print(f"{index.kind} index of {index.count} vectors built in {time.perf_counter() - started:.2f} s, saved to {args.index}")
+    if args.milvus:
+        from .index_milvus import MilvusIndex
+
+        started = time.perf_counter()
+        milvus = MilvusIndex.build(args.milvus, result.rows, result.vectors, result.labels, args.collection, os.environ.get("MILVUS_TOKEN"))
+        print(f"Milvus collection {args.collection!r} at {args.milvus}: {milvus.count} vectors written in {time.perf_counter() - started:.2f} s")
+        milvus.close()
     return 0
 
 
 def cmd_bench_scale(args: argparse.Namespace) -> int:
     embedder = pretrained_embedder(args)
     results = run_bench_scale(load_gallery(args.dataset), embedder, cache_dir(), parse_ints(args.sizes), args.rate_sample,
-                              ray_workers=args.ray_workers)
+                              ray_workers=args.ray_workers, milvus=args.milvus)
     text = render_scale(results)
     print(text)
     if args.out:
@@ -422,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--threads", type=int, default=None,
                      help="CPU threads for torch and faiss (default theirs; 1 is faster on a CPU shared with other jobs)")
     ing.add_argument("--index", help="save the gallery's search index (GalleryIndex) to this folder")
+    ing.add_argument("--milvus", help="also write the vectors to Milvus: a Milvus Lite file (gallery.db) or a server URI "
+                     "(http://HOST:19530; credentials in $MILVUS_TOKEN)")
+    ing.add_argument("--collection", default="gallery", help="the Milvus collection (replaced if it exists)")
     ing.add_argument("--workers", type=int, default=None, help="compute the batches on this many Ray workers (local Ray unless --ray-address)")
     ing.add_argument("--ray-address", default=None, help="a Ray cluster to run the workers on: 'auto' on a cluster node, or ray://HEAD:10001")
     ing.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray worker (0: CPU workers)")
@@ -434,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--device", default="auto", help="auto, cpu or cuda")
     scale.add_argument("--threads", type=int, default=None, help="CPU threads for torch and faiss (default theirs)")
     scale.add_argument("--ray-workers", type=int, default=0, help="also measure ingestion on this many local Ray workers (needs Ray)")
+    scale.add_argument("--milvus", action="store_true", help="also measure the Milvus backend (Milvus Lite) on the real gallery")
     scale.add_argument("--out", help="write the markdown report here")
     scale.set_defaults(func=cmd_bench_scale)
     bp = sub.add_parser("bench-privacy", help="the privacy audit of a few methods over seeds (docs/privacy-lfw.md)")
