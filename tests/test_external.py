@@ -218,3 +218,25 @@ def test_an_arcface_iresnet50_state_dict_fits_the_upload_limit():
     assert model.format == "safetensors" and model.embed_dim == 512
     chips = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
     assert np.allclose(np.linalg.norm(model.embed(chips), axis=1), 1.0, atol=1e-5)
+
+
+def test_a_second_template_reuses_the_detected_landmarks(lfw_workspace, monkeypatch):
+    """Aligning the workspace's split for another input spec (facenet's 160 px chips) detects no
+    face again: the landmarks kept in the detection records give the chips a fresh detection gives."""
+    from unlearn_core.faces import FaceDetector, align, central_face, load_image
+
+    images = lfw_workspace.images
+    spec = EmbedderSpec.from_json({"input_size": 160, "template": "arcface", "mean": 127.5, "std": 128})
+    first = int(images.split.forget_test[0])
+    photo = load_image(images.gallery.sources[first])
+    found = FaceDetector("cpu").detect(photo)
+    fresh = align(photo, found[central_face(found, photo.size)].landmarks, spec.inputs.template, 160)
+
+    def no_detection(self, images):
+        raise AssertionError("detected again")
+
+    monkeypatch.setattr(FaceDetector, "detect_many", no_detection)
+    other = images.for_inputs(spec.inputs, lfw_workspace.device)
+    assert set(other.chips) == set(images.chips) and other.part_chips("forget_test").shape[1:] == (160, 160, 3)
+    assert np.abs(other.chips[first].astype(int) - fresh.astype(int)).max() <= 2  # landmarks kept to 1e-3 px
+    assert images.for_inputs(images.inputs, lfw_workspace.device).chips is images.chips

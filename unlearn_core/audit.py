@@ -221,8 +221,7 @@ def audit_models(models: Mapping[str, ExternalEmbedder], config: WorkspaceConfig
         inputs = model.spec.inputs
         key = (inputs.size, inputs.template.tobytes())
         if key not in aligned:  # same photos and faces, aligned for this model's template
-            aligned[key] = dataclasses.replace(images, inputs=inputs, chips=AlignedSplit.align(gallery, dataclasses.replace(images.split),
-                                                                                               inputs, device).chips)
+            aligned[key] = images.for_inputs(inputs, device)
         embeddings[role] = {p: model.embed(aligned[key].part_chips(p)) for p in PARTS}
     train = ("forget_train", "retain_train")
     before_centroids = centroids(np.concatenate([embeddings["before"][p] for p in train]), np.concatenate([labels[p] for p in train]),

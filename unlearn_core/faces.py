@@ -316,6 +316,7 @@ def align_dataset_images(contents: Sequence[bytes | np.ndarray], detector: FaceD
             out.append((None, {"n_faces": 0}))
             continue
         chosen = central_face(found, image.size)
-        record = {"n_faces": len(found), "chosen": chosen, "prob": round(found[chosen].prob, 4)}
+        record = {"n_faces": len(found), "chosen": chosen, "prob": round(found[chosen].prob, 4),
+                  "landmarks": np.round(found[chosen].landmarks, 3).tolist()}
         out.append((align(image, found[chosen].landmarks, template, size), record))
     return out

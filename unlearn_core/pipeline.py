@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from .backbones import Backbone, InputSpec, create_backbone
 from .data import Gallery, Split, load_gallery, make_split
 from .errors import DataUnavailable, InvalidParameter
-from .faces import ChipCache, FaceDetector
+from .faces import ChipCache, FaceDetector, align, content_digest, load_image
 from .features import GALLERY_PARTS, PARTS, FaceData, InputEncoder, Parts
 from .find import FALSE_MATCHES_PER_SEARCH, Finder, FindOutcome, outcome
 from .methods import Budget, UnlearnRequest, create_method
@@ -146,6 +146,25 @@ class AlignedSplit:
         """Head class of gallery images (-1 for identities outside forget/retain)."""
         lookup = {int(c): k for k, c in enumerate(self.classes)}
         return np.array([lookup.get(int(self.gallery.labels[i]), -1) for i in image_ids], dtype=np.int64)
+
+    def for_inputs(self, inputs: InputSpec, device: torch.device) -> AlignedSplit:
+        """The same photos and faces aligned for another ``InputSpec`` (template and size): each
+        face's landmarks from this split's detection records are reused, so nothing is detected
+        again (records cached before landmarks were kept fall back to a detection)."""
+        if inputs.size == self.inputs.size and np.array_equal(inputs.template, self.inputs.template):
+            return dataclasses.replace(self, inputs=inputs)
+        cache = ChipCache(cache_dir(), inputs.template, inputs.size)
+        chips = {}
+        for i in self.chips:
+            content, digest = content_digest(self.gallery.sources[i])
+            record, hit = self.detections[i], cache.read(digest)
+            if hit is None and "landmarks" in record:
+                hit = align(load_image(content), np.asarray(record["landmarks"]), inputs.template, inputs.size), record
+                cache.put(digest, *hit)
+            elif hit is None:
+                hit = cache.get(self.gallery.sources[i], FaceDetector.shared(str(device) if device.type == "cuda" else "cpu"))
+            chips[i] = hit[0]
+        return dataclasses.replace(self, inputs=inputs, chips=chips)
 
     def part_chips(self, part: str) -> np.ndarray:
         """The aligned chips of one protocol part, ``(N, size, size, 3)`` uint8."""
