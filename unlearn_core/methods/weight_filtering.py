@@ -15,7 +15,9 @@ retained identities also rely on most. The influence-function pre-selection of t
 
 psi, constrained fine-tuning (§4.3): CosFace fine-tuning on retain images; after every step each
 modified weight is clipped back into ``[w' - epsilon, w' + epsilon]`` around its modified value.
-``ConstrainedUnlearning`` (the shared two-phase skeleton) is reused by ``weight_pruning``.
+``ConstrainedUnlearning`` (the shared two-phase skeleton) is reused by ``weight_pruning``, and its
+``select`` / ``snapshot_slow`` / ``after_step`` by the multi-label attribute task (``attributes/unlearn.py``),
+where the losses are BCE on the forgotten and on the retained attributes.
 """
 from __future__ import annotations
 
@@ -50,7 +52,10 @@ class ConstrainedUnlearning(IterativeMethod):
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
         forget = parameter_importance(model, request.forget_data(), self.importance_batch)
         retain = parameter_importance(model, request.retain, self.importance_batch, self.retain_images, generator)
-        params = dict(model.named_trainable_parameters())
+        self.select(dict(model.named_trainable_parameters()), forget, retain, generator)
+
+    def select(self, params: dict[str, torch.Tensor], forget: Importance, retain: Importance, generator: torch.Generator) -> None:
+        """Phase Phi: modify the selected weights of ``params`` in place and remember them for the constraint."""
         self._slow: Masks = {}
         with torch.no_grad():
             modified = self.modify(params, forget, retain, generator)
@@ -62,10 +67,14 @@ class ConstrainedUnlearning(IterativeMethod):
                generator: torch.Generator) -> Masks:
         """Change the selected weights in place; return a mask of the modified ones per tensor."""
 
-    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+    def snapshot_slow(self, model: FaceModel) -> None:
+        """Before a step: remember the slow weights, so ``after_step`` can scale their update."""
         if self._slow:
             params = dict(model.named_trainable_parameters())
             self._before = {n: params[n].detach()[m].clone() for n, m in self._slow.items()}
+
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        self.snapshot_slow(model)
         return cosface_loss(model, batch.retain_x, batch.retain_y)
 
     def after_step(self, model: FaceModel) -> None:
