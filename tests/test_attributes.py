@@ -54,3 +54,55 @@ def test_bad_crops_and_missing_weights_are_clear(monkeypatch, tmp_path):
     monkeypatch.setattr(nets, "CHECKPOINTS", tmp_path)
     with pytest.raises(WeightsUnavailable, match="--net age_gender"):
         nets.load_age_gender()
+
+
+# -- the pseudo-label table and S3's multi-label task on the session's small LFW workspace -----------------
+RETAIN_TOLERANCE = 0.05
+"""Retained attributes' test accuracy may fall at most this much (absolute) after unlearning."""
+TOWARD_CHANCE = 0.6
+"""The forgotten attribute's balanced accuracy after unlearning is at most this (0.5 = chance)."""
+
+
+@pytest.fixture(scope="module")
+def attribute_audit(lfw_workspace):
+    from unlearn_core.attributes.task import AttributeTrainConfig, audit_attributes
+    return audit_attributes(lfw_workspace, "male", config=AttributeTrainConfig(epochs=10))
+
+
+def test_pseudo_label_table_passes_its_consistency_check(lfw_workspace):
+    from unlearn_core.attributes.task import attribute_data
+    data = attribute_data(lfw_workspace)
+    report = data.table.consistency()
+    male = report["male"]
+    assert male["kept"] and male["identity_agreement"] >= 0.9 and male["flip_agreement"] >= 0.9 and male["n_identities"] >= 20
+    assert data.attributes == [a for a, row in report.items() if row["kept"]] and "male" in data.attributes
+    labels = data.train.labels.numpy()
+    assert labels.shape == (len(data.train), len(data.attributes)) and set(np.unique(labels)) <= {0.0, 1.0}
+    again = attribute_data(lfw_workspace)  # from the cache: the same labels
+    assert torch.equal(again.train.labels, data.train.labels)
+
+
+def test_attribute_model_learns_and_both_methods_forget_male(attribute_audit):
+    report = attribute_audit.to_json()
+    before = report["before"]["attributes"]
+    assert report["pseudo_labels"] and report["reading"] == "the attribute entirely"
+    assert before["male"]["balanced_accuracy"] >= 0.8, before
+    for name in ("weight_filtering", "weight_pruning"):
+        after = report["methods"][name]["attributes"]
+        assert after["male"]["balanced_accuracy"] <= TOWARD_CHANCE, (name, after)
+        for attr in report["attributes"]:
+            if attr != "male":
+                assert after[attr]["accuracy"] >= before[attr]["accuracy"] - RETAIN_TOLERANCE, (name, attr, after, before)
+        assert 0.0 <= report["methods"][name]["aia"] <= 1.0 and report["methods"][name]["unlearn_s"] > 0
+        assert report["methods"][name]["n_modified"] > 0
+
+
+@pytest.mark.fast
+def test_attribute_audit_refuses_bad_input(capsys):
+    from unlearn_core.cli import main
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "beard"]) == 2
+    assert "--forget-attribute NAME, one of male" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "dispersion"]) == 2
+    assert "weight_filtering or weight_pruning" in capsys.readouterr().err
+    assert main(["audit", "--forget-attribute", "male"]) == 2
+    assert "needs --task attributes" in capsys.readouterr().err
