@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .attributes.table import ATTRIBUTES
 from .attributes.task import METHODS as ATTRIBUTE_METHODS
 from .attributes.task import audit_attributes
+from .attributes.task import render_bench as render_attribute_bench
 from .audit import audit_models, run_audit
 from .backbones import create_backbone
 from .backbones.external import EmbedderSpec, load_embedder
@@ -347,7 +348,28 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_attributes(args: argparse.Namespace) -> int:
+    if args.forget_attribute not in ATTRIBUTES:
+        raise UnlearnError(f"--task attributes needs --forget-attribute NAME, one of {', '.join(ATTRIBUTES)} (got {args.forget_attribute!r})")
+    command = (f"python -m unlearn_core bench --task attributes --forget-attribute {args.forget_attribute} --dataset {args.dataset} "
+               f"--forget {args.forget} --retain {args.retain} --seeds {args.seeds}")
+    reports = []
+    for seed in parse_ints(args.seeds):
+        ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=seed, backbone=args.backbone, device="cpu",
+                                       train_from="tail", n_distractors=0, n_retain=args.retain, min_images=args.min_images))
+        reports.append({**audit_attributes(ws, args.forget_attribute, ATTRIBUTE_METHODS, seed).to_json(), "seed": seed})
+        text = render_attribute_bench(reports, command)
+        if args.out:
+            Path(args.out).write_text(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(reports, indent=2))
+    print(text)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.task == "attributes":
+        return cmd_bench_attributes(args)
     config = BenchConfig(
         methods=[] if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()],
         seeds=parse_ints(args.seeds),
@@ -473,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     methods.set_defaults(func=cmd_methods)
     bench = sub.add_parser("bench", help="compare methods over several forget sets (markdown table, mean ± std)")
     bench.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
+    bench.add_argument("--task", choices=("identities", "attributes"), default="identities",
+                       help="attributes: S3's multi-label task (weight_filtering and weight_pruning; --methods, --budget, --protocols do not apply)")
+    bench.add_argument("--forget-attribute", help=f"with --task attributes: the attribute to forget ({', '.join(ATTRIBUTES)})")
     bench.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one forget set each")
     bench.add_argument("--budget", default="paper", choices=sorted(BUDGETS), help="iteration caps: the methods' own defaults (paper) or short ones")
