@@ -106,3 +106,15 @@ def test_attribute_audit_refuses_bad_input(capsys):
     assert "weight_filtering or weight_pruning" in capsys.readouterr().err
     assert main(["audit", "--forget-attribute", "male"]) == 2
     assert "needs --task attributes" in capsys.readouterr().err
+
+
+@pytest.mark.fast
+def test_identity_agreement_and_balanced_accuracy():
+    from unlearn_core.attributes.table import identity_agreement
+    from unlearn_core.attributes.task import balanced_accuracy
+    labels = np.array([1, 1, 0, 0, 0, 1, 1], np.float32)
+    people = np.array([0, 0, 0, 1, 1, 2, 3])  # person 0: 2 of 3 agree; person 1: 2 of 2; persons 2, 3 have one photo
+    assert identity_agreement(labels, people) == (pytest.approx(4 / 5), 2)
+    truth = np.array([1, 1, 1, 0])
+    assert balanced_accuracy(np.ones(4), truth) == 0.5  # a constant guess is chance, whatever the imbalance
+    assert balanced_accuracy(truth.astype(float), truth) == 1.0
