@@ -18,6 +18,10 @@ import faiss
 import torch
 from tqdm.auto import tqdm
 
+from .attributes.table import ATTRIBUTES
+from .attributes.task import METHODS as ATTRIBUTE_METHODS
+from .attributes.task import audit_attributes
+from .attributes.task import render_bench as render_attribute_bench
 from .audit import audit_models, run_audit
 from .backbones import create_backbone
 from .backbones.external import EmbedderSpec, load_embedder
@@ -110,7 +114,60 @@ def method_and_params(args: argparse.Namespace, protocol: str, default_preset: s
     return method, params
 
 
+def format_attribute_audit(report: dict[str, Any]) -> str:
+    """The attribute task's before/after table: accuracy (balanced accuracy) per attribute, AIA, entropy, runtime."""
+    runs = {"before": report["before"], "retrain": report["retrain"], **report["methods"]}
+    lines = [f"{'attribute':<22}" + "".join(f"{name:>20}" for name in runs)]
+    for attr in report["attributes"]:
+        tag = " (forgotten)" if attr == report["forget_attribute"] else ""
+        lines.append(f"{attr + tag:<22}" + "".join(
+            f"{r['attributes'][attr]['accuracy']:>11.3f} ({r['attributes'][attr]['balanced_accuracy']:.3f})" for r in runs.values()))
+    lines.append(f"{'AIA (probe bal. acc.)':<22}" + "".join(f"{r['aia']:>20.3f}" for r in runs.values()))
+    lines.append(f"{'entropy (forgotten)':<22}" + "".join(f"{r['entropy_mean']:>20.3f}" for r in runs.values()))
+    seconds = {"before": report["timing_s"]["train"], "retrain": report["timing_s"]["retrain"],
+               **{m: r["unlearn_s"] for m, r in report["methods"].items()}}
+    lines.append(f"{'runtime (s)':<22}" + "".join(f"{seconds[name]:>20.1f}" for name in runs))
+    lines.append(f"{'speed-up vs retrain':<22}{'':>20}{'1.0':>20}" + "".join(f"{r['speedup']:>20.1f}" for r in report["methods"].values()))
+    return "\n".join(lines)
+
+
+def cmd_audit_attributes(args: argparse.Namespace) -> int:
+    if args.forget_attribute not in ATTRIBUTES:
+        raise UnlearnError(f"--task attributes needs --forget-attribute NAME, one of {', '.join(ATTRIBUTES)} (got {args.forget_attribute!r})")
+    if args.one_shot or args.gallery_assisted or args.preset:
+        raise UnlearnError("--one-shot, --gallery-assisted and --preset apply to the identity task only")
+    methods = (args.method,) if args.method else ATTRIBUTE_METHODS
+    if args.method not in (None, *ATTRIBUTE_METHODS):
+        raise UnlearnError(f"--task attributes runs {' or '.join(ATTRIBUTE_METHODS)}, not {args.method!r}")
+    params = parse_params(args.param)
+    if params and not args.method:
+        raise UnlearnError("--param needs --method with --task attributes (the two methods have different parameters)")
+    for method in methods:
+        create_method(method, **params)  # out-of-range parameters fail before any expensive work
+    progress = TqdmProgress()
+    ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
+                                   device="cpu", train_from="tail", n_distractors=0, n_retain=args.retain,
+                                   min_images=args.min_images), progress)
+    progress.close()
+    report = audit_attributes(ws, args.forget_attribute, methods, args.seed, dict.fromkeys(methods, params)).to_json()
+    report.update(dataset=args.dataset, seed=args.seed)
+    print(f"forgetting the attribute {report['forget_attribute']!r} entirely on {args.dataset} (seed {args.seed}); "
+          f"{report['n_train']} training / {report['n_test']} test photos")
+    print("labels are PSEUDO-labels from face-api's age/gender and expression nets; kept after the consistency check: "
+          + ", ".join(report["attributes"]))
+    print("test accuracy (balanced accuracy; 0.5 = chance for any constant guess)")
+    print(format_attribute_audit(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json}")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.task == "attributes":
+        return cmd_audit_attributes(args)
+    if args.forget_attribute:
+        raise UnlearnError("--forget-attribute needs --task attributes")
     protocol = "one_shot" if args.one_shot else "gallery_assisted" if args.gallery_assisted else "standard"
     method, params = method_and_params(args, protocol)
     config = AuditConfig(
@@ -324,7 +381,28 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_attributes(args: argparse.Namespace) -> int:
+    if args.forget_attribute not in ATTRIBUTES:
+        raise UnlearnError(f"--task attributes needs --forget-attribute NAME, one of {', '.join(ATTRIBUTES)} (got {args.forget_attribute!r})")
+    command = (f"python -m unlearn_core bench --task attributes --forget-attribute {args.forget_attribute} --dataset {args.dataset} "
+               f"--forget {args.forget} --retain {args.retain} --seeds {args.seeds}")
+    reports = []
+    for seed in parse_ints(args.seeds):
+        ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=seed, backbone=args.backbone, device="cpu",
+                                       train_from="tail", n_distractors=0, n_retain=args.retain, min_images=args.min_images))
+        reports.append({**audit_attributes(ws, args.forget_attribute, ATTRIBUTE_METHODS, seed).to_json(), "seed": seed})
+        text = render_attribute_bench(reports, command)
+        if args.out:
+            Path(args.out).write_text(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(reports, indent=2))
+    print(text)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.task == "attributes":
+        return cmd_bench_attributes(args)
     config = BenchConfig(
         methods=[] if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()],
         seeds=parse_ints(args.seeds),
@@ -363,7 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="unlearn identities with one method and report before/after metrics")
     audit.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH (<root>/<identity>/<image>)")
-    audit.add_argument("--forget", type=int, default=10, help="number of identities to forget (sampled by seed)")
+    audit.add_argument("--task", choices=("identities", "attributes"), default="identities",
+                       help="identities: forget people (default); attributes: S3's multi-label task, forget one facial attribute "
+                       "(pseudo-labels; weight_filtering and weight_pruning, CPU tail training)")
+    audit.add_argument("--forget-attribute", help=f"with --task attributes: the attribute to forget ({', '.join(ATTRIBUTES)})")
+    audit.add_argument("--forget", type=int, default=10, help="number of identities to forget (sampled by seed; "
+                       "with --task attributes they only shape the split: their photos are training/test photos too)")
     audit.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
     audit.add_argument("--min-images", type=int, default=None, help=MIN_IMAGES_HELP)
     audit.add_argument("--method", default=None, help="see `python -m unlearn_core methods` (default: the protocol's recommended "
@@ -466,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     methods.set_defaults(func=cmd_methods)
     bench = sub.add_parser("bench", help="compare methods over several forget sets (markdown table, mean ± std)")
     bench.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
+    bench.add_argument("--task", choices=("identities", "attributes"), default="identities",
+                       help="attributes: S3's multi-label task (weight_filtering and weight_pruning; --methods, --budget, --protocols do not apply)")
+    bench.add_argument("--forget-attribute", help=f"with --task attributes: the attribute to forget ({', '.join(ATTRIBUTES)})")
     bench.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one forget set each")
     bench.add_argument("--budget", default="paper", choices=sorted(BUDGETS), help="iteration caps: the methods' own defaults (paper) or short ones")

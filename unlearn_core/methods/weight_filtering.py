@@ -9,13 +9,18 @@ our reading: ``W_f = {w : I_f(w) > ratio * S_r(w)}``, the shared selection also 
 The composite score is ``S_r * I_f``; within W_f, weights whose composite score is below
 ``tau`` (the ``percentile``-th percentile of the composite over W_f) are set to 0 (``fill="zero"``)
 or to N(0, sigma^2) (``fill="noise"``, sigma relative to that tensor's weight std), the others keep
-their value. This keeps the "modify below tau" rule of S3 while sparing the W_f weights the
+their value; a W_f weight with a zero composite (the retained task does not use it at all) is
+always below tau, also when tau is 0 (without this, a W_f made mostly of such weights, as the
+forgotten attribute's head row in the attribute task, gives tau = 0 and filters nothing).
+This keeps the "modify below tau" rule of S3 while sparing the W_f weights the
 retained identities also rely on most. The influence-function pre-selection of training points
 (S3's I(x_i) with H^-1) is not used: the forget identities' images are the points to unlearn.
 
 psi, constrained fine-tuning (§4.3): CosFace fine-tuning on retain images; after every step each
 modified weight is clipped back into ``[w' - epsilon, w' + epsilon]`` around its modified value.
-``ConstrainedUnlearning`` (the shared two-phase skeleton) is reused by ``weight_pruning``.
+``ConstrainedUnlearning`` (the shared two-phase skeleton) is reused by ``weight_pruning``, and its
+``select_weights`` / ``snapshot_slow`` / ``after_step`` by the multi-label attribute task (``attributes/task.py``),
+where the losses are BCE on the forgotten and on the retained attributes.
 """
 from __future__ import annotations
 
@@ -50,7 +55,10 @@ class ConstrainedUnlearning(IterativeMethod):
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
         forget = parameter_importance(model, request.forget_data(), self.importance_batch)
         retain = parameter_importance(model, request.retain, self.importance_batch, self.retain_images, generator)
-        params = dict(model.named_trainable_parameters())
+        self.select_weights(dict(model.named_trainable_parameters()), forget, retain, generator)
+
+    def select_weights(self, params: dict[str, torch.Tensor], forget: Importance, retain: Importance, generator: torch.Generator) -> None:
+        """Phase Phi: modify the selected weights of ``params`` in place and remember them for the constraint."""
         self._slow: Masks = {}
         with torch.no_grad():
             modified = self.modify(params, forget, retain, generator)
@@ -62,10 +70,14 @@ class ConstrainedUnlearning(IterativeMethod):
                generator: torch.Generator) -> Masks:
         """Change the selected weights in place; return a mask of the modified ones per tensor."""
 
-    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+    def snapshot_slow(self, model: FaceModel) -> None:
+        """Before a step: remember the slow weights, so ``after_step`` can scale their update."""
         if self._slow:
             params = dict(model.named_trainable_parameters())
             self._before = {n: params[n].detach()[m].clone() for n, m in self._slow.items()}
+
+    def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
+        self.snapshot_slow(model)
         return cosface_loss(model, batch.retain_x, batch.retain_y)
 
     def after_step(self, model: FaceModel) -> None:
@@ -99,7 +111,7 @@ class WeightFiltering(ConstrainedUnlearning):
             if members.numel() == 0:
                 continue
             tau = torch.quantile(members.float(), self.percentile / 100.0) if self.percentile < 100 else members.max() + 1
-            mask = selected[name] & (composite < tau)
+            mask = selected[name] & ((composite < tau) | (composite == 0))  # unused by the retained task: the lowest score
             fill = torch.zeros_like(p)
             if self.fill == "noise":
                 fill = torch.randn(p.shape, generator=generator).to(p.device) * self.sigma * p.std()

@@ -8,7 +8,7 @@ Our reading of the three thresholds (S3 leaves the data of I and the set they ra
 the forget weight set is ``W_f = {w : I_f(w) > ratio * I_r(w)}`` (as in Weight Filtering / SSD),
 and within W_f, per tensor, ``tau_l, tau_m, tau_h`` are the 25th, 50th and 75th percentiles of the
 retain importance ``I_r``, so that the rules remove what the retained identities need least:
-* ``I_r < tau_l``: set to zero;
+* ``I_r < tau_l``, or ``I_r == 0`` (unused by the retained task, also when tau_l is 0): set to zero;
 * ``tau_l <= I_r < tau_h``: scaled by ``exp(-lambda * I_r / tau_h)`` (importance normalised by
   ``tau_h`` so ``lambda`` is unit-free);
 * ``I_r >= tau_h``: kept, and fine-tuned with the reduced learning rate ``slow_lr_scale * lr``.
@@ -56,7 +56,7 @@ class WeightPruning(ConstrainedUnlearning):
             low, mid, high = torch.quantile(members, torch.tensor([0.25, 0.5, 0.75], device=members.device)).tolist()
             self.thresholds_[name] = (low, mid, high)
             imp = i_r[name]
-            zero = selected[name] & (imp < low)
+            zero = selected[name] & ((imp < low) | (imp == 0))  # unused by the retained task: the lowest tier
             shrink = selected[name] & (imp >= low) & (imp < high)
             scale = torch.exp(-self.decay * imp / max(high, 1e-30))
             p.copy_(torch.where(zero, torch.zeros_like(p), torch.where(shrink, p * scale, p)))
