@@ -1,12 +1,22 @@
-"""Bad Teacher on real LFW faces: competent/incompetent teacher distillation."""
+"""Bad Teacher on real LFW faces: competent/incompetent (randomly initialised) teacher distillation."""
 from unlearn_core.methods import create_method
 
 
-def test_bad_teacher_forgets_the_head_classification_and_keeps_retain(lfw_audit):
-    run = lfw_audit.run("bad_teacher", iterations=8, batch_size=16)
+def test_bad_teacher_forgets_the_head_classification_at_its_defaults(lfw_audit):
+    run = lfw_audit.run("bad_teacher")
+    print(f"bad_teacher defaults: {run.summary()}")
     lfw_audit.assert_forgets(run, "head_acc", drop=0.3)
-    assert run.after["retain"]["head_acc"] >= 0.7  # 0.76 after these 8 steps, 0.98 after the default 40
-    lfw_audit.assert_retains(run, tolerance=0.02)
+    assert run.after["retain"]["head_acc"] >= 0.7
+    lfw_audit.assert_retains(run, tolerance=0.05)
+
+
+def test_the_incompetent_teacher_is_a_reinitialised_network(lfw_audit):
+    method = create_method("bad_teacher", iterations=1, batch_size=8)
+    original = lfw_audit.ws.original
+    method.unlearn(original, lfw_audit.ws.request(), seed=0)
+    for (name, bad), (_, good) in zip(method._incompetent.named_trainable_parameters(), original.named_trainable_parameters()):
+        if name.endswith("conv.weight") or name.endswith("fc.weight") or name == "head.weight":
+            assert not bad.allclose(good), name
 
 
 def test_bad_teacher_needs_retain_and_is_deterministic(lfw_audit):

@@ -4,10 +4,11 @@ The student (the original model) is distilled towards the frozen original ("comp
 on retain images and towards an "incompetent teacher" on forget images, with KL(teacher || student)
 at temperature ``temperature`` (1 in the paper).
 
-Choice: the paper's incompetent teacher is a randomly initialised network; ours is the original
-network with a randomly re-drawn identity head (class directions ~ N(0, I), same CosFace scale),
-i.e. a model whose identity predictions are random but equally confident. The forget and retain
-losses are averaged with weights ``forget_weight`` and 1.
+The incompetent teacher is, as in the paper, a randomly initialised network: the trainable tail
+re-initialised with PyTorch's default initialisers (every layer with ``reset_parameters``; the
+frozen trunk below cannot differ between two networks in this project) and a random identity head
+(class directions ~ N(0, I), same CosFace scale). The forget and retain losses are summed with
+weights ``forget_weight`` and 1.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from .distill import kl_to_teacher
 @dataclass
 class BadTeacher(IterativeMethod):
     name = "bad_teacher"
-    summary = "Distil retain images from the original, forget images from a random-head teacher"
+    summary = "Distil retain images from the original, forget images from a randomly initialised teacher"
     requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
@@ -36,6 +37,11 @@ class BadTeacher(IterativeMethod):
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
         self._competent = model.frozen_copy()
         self._incompetent = model.frozen_copy()
+        layers = [m for block in self._incompetent.trainable_blocks() for m in block.modules() if hasattr(m, "reset_parameters")]
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # the default initialisers draw from the global RNG
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            for layer in layers:
+                layer.reset_parameters()
         head = self._incompetent.head
         head.weight.copy_(torch.randn(head.weight.shape, generator=generator).to(head.weight.device))
 
