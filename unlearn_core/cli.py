@@ -40,6 +40,7 @@ from .methods import create_method, list_methods, method_class, preset_params
 from .pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, cache_dir, resolve_device
 from .privacy import format_privacy_table
 from .references import DEFAULT_K
+from .tuning import render_tuning, tune
 
 METRIC_COLUMNS = ("mAP", "rank1", "rank5", "cs", "centroid_acc", "original_centroid_acc", "head_acc")
 MIN_IMAGES_HELP = ("photos a person needs to be forgotten or retained, at least 4 (2 to train on, 2 to test); "
@@ -367,6 +368,48 @@ def cmd_bench_privacy(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_grid(pairs: list[str]) -> dict[str, list[Any]]:
+    """``["lr=1e-4,1e-3", "clip_norm=null,5"]`` -> ``{"lr": [1e-4, 1e-3], "clip_norm": [None, 5]}``."""
+    grid = {}
+    for pair in pairs:
+        key, _, values = pair.partition("=")
+        try:
+            grid[key] = json.loads(f"[{values}]")
+        except json.JSONDecodeError:
+            raise UnlearnError(f"--grid expects NAME=V1,V2,... with numbers, true/false or null, got {pair!r}") from None
+        if not key or not grid[key]:
+            raise UnlearnError(f"--grid expects NAME=V1,V2,..., got {pair!r}")
+    return grid
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    grid = parse_grid(args.grid)
+    if grid and len(names) != 1:
+        raise UnlearnError("--grid applies to one method: give one name in --methods")
+    for name in names:
+        method_class(name)
+    ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, device=args.device, n_retain=args.retain),
+                   TqdmProgress())
+    command = (f"python -m unlearn_core tune --methods {args.methods} --dataset {args.dataset} --forget {args.forget} "
+               f"--retain {args.retain} --seed {args.seed}")
+    results = []
+    for name in names:
+        one_shot = args.one_shot or name in ONE_SHOT_TUNED
+        results.append(tune(ws, name, grid or None, one_shot=one_shot, seed=args.seed, progress=TqdmProgress()))
+        text = render_tuning(results, command)
+        if args.out:
+            Path(args.out).write_text(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    print(text)
+    return 0
+
+
+ONE_SHOT_TUNED = ("jit", "meta_unlearn")
+"""Tuned in the one-shot setting, where S2 runs them (one support photo per identity)."""
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in list_methods():
         cls = method_class(name)
@@ -544,6 +587,18 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--out", help="write the markdown report here (after every seed)")
     bp.add_argument("--json", help="write the raw results here (after every seed)")
     bp.set_defaults(func=cmd_bench_privacy)
+    tn = sub.add_parser("tune", help="choose hyper-parameters on a validation split of the training identities (docs/tuning-lfw.md)")
+    tn.add_argument("--methods", default="scrub,unsir,jit,meta_unlearn", help="comma-separated methods with a paper grid")
+    tn.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2", help="replace the method's paper grid (repeatable)")
+    tn.add_argument("--one-shot", action="store_true", help=f"tune every method in the one-shot setting ({', '.join(ONE_SHOT_TUNED)} always are)")
+    tn.add_argument("--dataset", default="lfw")
+    tn.add_argument("--forget", type=int, default=10, help="as in the bench: the real forget identities (left out) and the simulated request's size")
+    tn.add_argument("--retain", type=int, default=40)
+    tn.add_argument("--seed", type=int, default=0)
+    tn.add_argument("--device", default="auto")
+    tn.add_argument("--out", help="write the markdown report here (after every method)")
+    tn.add_argument("--json", help="write the raw results here (after every method)")
+    tn.set_defaults(func=cmd_tune)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
     methods.set_defaults(func=cmd_methods)

@@ -103,6 +103,10 @@ class UnlearningMethod(ABC):
     """True when the method reads the model's CosFace identity head (logits, class weights)."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     """Named, measured parameter sets beyond the defaults, offered by the CLI (``--preset``) and the app."""
+    paper_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    """The values the method's paper tunes over or states (its own value first), which
+    ``tuning.tune`` searches on a validation split of the training identities; the shipped
+    defaults are the chosen point (docs/tuning-lfw.md)."""
     budget_counts: ClassVar[str | None] = None
     """What ``Budget.iterations`` caps for this method (e.g. "optimisation steps"); None: a
     closed-form method that takes no budget (its result does not depend on one)."""
@@ -255,6 +259,10 @@ class IterativeMethod(UnlearningMethod):
         idx = pk_batch(data.labels, self.batch_size, generator)
         return Batch(*data.batch(idx.to(data.labels.device), flip_mask(len(idx), generator)))
 
+    def n_steps(self, request: UnlearnRequest) -> int:
+        """Hook: the optimisation steps of a run (``iterations`` unless the method counts passes)."""
+        return self.iterations
+
     @abstractmethod
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
         """The scalar to minimise for this batch."""
@@ -278,7 +286,7 @@ class IterativeMethod(UnlearningMethod):
         self.setup(model, request, generator)
         mask = saliency_mask(model, request.forget_data(), self.saliency, cosface_loss) if self.saliency is not None else None
         optimiser = self._optimiser(model)
-        steps = min(self.iterations, budget.iterations or self.iterations)
+        steps = min(self.n_steps(request), budget.iterations or self.n_steps(request))
         started = time.perf_counter()
         self.loss_history_: list[float] = []
         self.n_iter_ = 0

@@ -84,6 +84,9 @@ class MetaUnlearn(UnlearningMethod):
     needs = frozenset({"support", "retain", "test"})
     budget_counts = "meta-iterations (simulated requests; they cap ``meta_iterations``, Budget.seconds also stops them)"
 
+    paper_grid = {"meta_lr": (1e-3, 0.1), "lr": (1e-3, 1e-4, 1e-2)}
+    """S2 App. A: eta from {1e-3, 0.1}, the meta-loss's Adam rate from {1e-4, 1e-3, 1e-2}."""
+
     meta_iterations: int = param(20, 1, 100_000, "simulated unlearning requests for meta-training")
     meta_lr: float = param(1e-4, 1e-6, 10.0, "eta: learning rate of the (simulated and real) unlearning step")
     lr: float = param(1e-3, 1e-6, 1.0, "Adam learning rate of the meta-loss")

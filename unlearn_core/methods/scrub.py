@@ -30,6 +30,9 @@ class SCRUB(IterativeMethod):
     requires_head = True
     needs = frozenset({"forget", "support", "retain"})
 
+    paper_grid = {"lr": (5e-4, 1e-4, 1e-3), "clip_norm": (None, 5.0)}
+    """SCRUB's lr 5e-4 without clipping first; 1e-4 and gradient clipping are this project's earlier choice."""
+
     iterations: int = param(40, 1, 100_000, "optimisation steps (max and min steps together)")
     lr: float = param(1e-4, 1e-8, 1.0, "SGD learning rate")
     clip_norm: float | None = param(5.0, 1e-6, 1e6, "clip the gradient norm to this (None = no clipping)", optional=True)
