@@ -11,8 +11,9 @@
   that attribute's output, the retain loss the BCE of the others.
 * Methods: the registered ``weight_filtering`` / ``weight_pruning`` (S3 Algorithms 1-2) with their
   own parameters; their weight selection (``select_weights``) runs on the two BCE importances, then S3's
-  Algorithm 3 (constrained fine-tuning on the retain loss). ``retrain`` is the reference: the same
-  recipe from the same start without the forgotten attribute's loss.
+  Algorithm 3 (constrained fine-tuning on the retain loss). Baselines (``baselines.py``): ``finetune``
+  (S3's CF-k), ``random_labeling`` (SalUN's loss) and ``gradient_ascent``. ``retrain`` is the reference:
+  the same recipe from the same start without the forgotten attribute's loss.
 * Metrics: accuracy and balanced accuracy (chance = 0.5 for any constant guess) per attribute on the
   test photos; the attribute inference attack (AIA: a logistic-regression probe trained on the
   model's embeddings of training photos, tested on test photos' embeddings, balanced accuracy);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -36,12 +38,26 @@ from ..errors import InvalidParameter
 from ..features import FaceData
 from ..methods.base import create_method
 from ..methods.importance import parameter_importance
-from ..methods.weight_filtering import ConstrainedUnlearning
 from ..model import FaceModel
 from ..pipeline import Workspace, cache_dir, concat_face_data
+from .baselines import BASELINES, create_baseline
 from .table import ATTRIBUTES, AttributeTable, attribute_table
 
-METHODS = ("weight_filtering", "weight_pruning")
+SELECTION_METHODS = ("weight_filtering", "weight_pruning")
+"""S3's own methods (Algorithms 1-3), the registered identity-task methods reused on the BCE losses."""
+METHODS = (*SELECTION_METHODS, *BASELINES)
+DEFAULT_METHODS = SELECTION_METHODS
+"""What ``audit_attributes`` runs unless told otherwise (the CLI's default; ``--method`` picks others)."""
+
+
+def check_params(method: str, params: dict[str, Any] | None = None) -> None:
+    """Raise ``InvalidParameter`` for an unknown method or an unknown / out-of-range parameter, before any work."""
+    if method not in METHODS:
+        raise InvalidParameter(f"unknown attribute-unlearning method {method!r}; choose from {list(METHODS)}")
+    if method in BASELINES:
+        create_baseline(method, **(params or {}))
+    else:
+        create_method(method, **(params or {}))
 
 
 @dataclass
@@ -156,12 +172,17 @@ def train_attribute_model(ws: Workspace, data: AttributeData, columns: list[int]
 
 
 def unlearn_attribute(model: AttributeModel, data: AttributeData, attribute: str, method: str,
-                      params: dict[str, Any] | None = None, seed: int = 0) -> tuple[AttributeModel, ConstrainedUnlearning]:
-    """S3 Algorithm 1 or 2 (weight selection on the forget / retain BCE importances), then Algorithm 3."""
-    if method not in METHODS:
-        raise InvalidParameter(f"unknown attribute-unlearning method {method!r}; choose from {list(METHODS)}")
-    algo = create_method(method, **(params or {}))
+                      params: dict[str, Any] | None = None, seed: int = 0) -> tuple[AttributeModel, int]:
+    """Forget ``attribute`` with ``method``: ``(unlearned copy, number of weights it changed)``.
+
+    Weight Filtering / Pruning: S3 Algorithm 1 or 2 (weight selection on the forget / retain BCE
+    importances), then Algorithm 3. Baselines: ``baselines.py``."""
+    check_params(method, params)
     j = data.index(attribute)
+    if method in BASELINES:
+        twin = create_baseline(method, **(params or {})).run(model, data, j, seed)
+        return twin, changed_weights(model, twin)
+    algo = create_method(method, **(params or {}))
     others = [k for k in range(len(data.attributes)) if k != j]
     twin = model.clone()
     generator = torch.Generator().manual_seed(seed)
@@ -170,7 +191,13 @@ def unlearn_attribute(model: AttributeModel, data: AttributeData, attribute: str
     algo.select_weights(dict(twin.named_trainable_parameters()), forget, retain, generator)
     optimiser = torch.optim.SGD(twin.trainable_parameters(), lr=algo.lr, momentum=algo.momentum)
     fit(twin, data.train, others, algo.iterations, optimiser, generator, algo.importance_batch * 4, algo.snapshot_slow, algo.after_step)
-    return twin, algo
+    return twin, algo.n_modified_
+
+
+def changed_weights(before: AttributeModel, after: AttributeModel) -> int:
+    """How many trainable weights differ between two models."""
+    old = dict(before.named_trainable_parameters())
+    return sum(int((p.detach() != old[n].detach()).sum()) for n, p in after.named_trainable_parameters())
 
 
 @torch.no_grad()
@@ -235,26 +262,37 @@ class AttributeAudit:
                 "before": self.before, "retrain": self.retrain, "methods": self.runs, "timing_s": self.timing_s}
 
 
-def audit_attributes(ws: Workspace, attribute: str, methods: tuple[str, ...] = METHODS, seed: int = 0,
-                     params: dict[str, dict[str, Any]] | None = None, config: AttributeTrainConfig | None = None) -> AttributeAudit:
+def audit_attributes(ws: Workspace, attribute: str, methods: tuple[str, ...] = DEFAULT_METHODS, seed: int = 0,
+                     params: dict[str, dict[str, Any]] | None = None, config: AttributeTrainConfig | None = None,
+                     progress: Callable[[float, str], None] | None = None) -> AttributeAudit:
     """Train the multi-label model, forget ``attribute`` with each method, compare with retraining."""
+    for method in methods:  # bad names or parameters fail before any training
+        check_params(method, (params or {}).get(method))
+    unknown = set(params or {}) - set(methods)
+    if unknown:
+        raise InvalidParameter(f"parameters are given for {sorted(unknown)}, which is not among the methods run {list(methods)}")
+    report_progress = progress or (lambda fraction, message: None)
+    report_progress(0.0, "pseudo-labelling the photos")
     data = attribute_data(ws)
     j = data.index(attribute)
     everything = list(range(len(data.attributes)))
+    report_progress(0.2, "training the attribute model")
     started = time.perf_counter()
     original = train_attribute_model(ws, data, everything, seed, config)
     timing = {"train": time.perf_counter() - started}
+    report_progress(0.45, f"retraining without {attribute}")
     started = time.perf_counter()
     retrained = train_attribute_model(ws, data, [k for k in everything if k != j], seed, config)
     timing["retrain"] = time.perf_counter() - started
     report = AttributeAudit(attribute, data.attributes, data.table.consistency(), evaluate(original, data, attribute, seed),
                             evaluate(retrained, data, attribute, seed), timing_s=timing, n_train=len(data.train), n_test=len(data.test))
-    for method in methods:
+    for i, method in enumerate(methods):
+        report_progress(0.7 + 0.3 * i / len(methods), f"forgetting {attribute} with {method}")
         started = time.perf_counter()
-        unlearned, algo = unlearn_attribute(original, data, attribute, method, (params or {}).get(method), seed)
+        unlearned, n_modified = unlearn_attribute(original, data, attribute, method, (params or {}).get(method), seed)
         seconds = time.perf_counter() - started
         report.runs[method] = {**evaluate(unlearned, data, attribute, seed), "unlearn_s": seconds,
-                               "speedup": timing["retrain"] / max(seconds, 1e-9), "n_modified": algo.n_modified_}
+                               "speedup": timing["retrain"] / max(seconds, 1e-9), "n_modified": n_modified}
     return report
 
 
