@@ -125,6 +125,8 @@ def format_attribute_audit(report: dict[str, Any]) -> str:
         lines.append(f"{attr + tag:<22}" + "".join(
             f"{r['attributes'][attr]['accuracy']:>11.3f} ({r['attributes'][attr]['balanced_accuracy']:.3f})" for r in runs.values()))
     lines.append(f"{'AIA (probe bal. acc.)':<22}" + "".join(f"{r['aia']:>20.3f}" for r in runs.values()))
+    if all("mia" in r for r in runs.values()):
+        lines.append(f"{'MIA AUC (forgotten)':<22}" + "".join(f"{r['mia']['auc']:>20.3f}" for r in runs.values()))
     lines.append(f"{'entropy (forgotten)':<22}" + "".join(f"{r['entropy_mean']:>20.3f}" for r in runs.values()))
     seconds = {"before": report["timing_s"]["train"], "retrain": report["timing_s"]["retrain"],
                **{m: r["unlearn_s"] for m, r in report["methods"].items()}}

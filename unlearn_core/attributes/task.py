@@ -17,7 +17,8 @@
 * Metrics: accuracy and balanced accuracy (chance = 0.5 for any constant guess) per attribute on the
   test photos; the attribute inference attack (AIA: a logistic-regression probe trained on the
   model's embeddings of training photos, tested on test photos' embeddings, balanced accuracy);
-  the mean binary entropy of the forgotten output; runtimes and the speed-up over retraining.
+  the mean binary entropy of the forgotten output; a loss-threshold membership inference attack on the
+  forgotten output (training vs test photos, ``loss_mia``); runtimes and the speed-up over retraining.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from ..attacks import roc_summary
 from ..errors import InvalidParameter
 from ..features import FaceData
 from ..methods.base import create_method
@@ -229,17 +231,32 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model: AttributeModel, data: AttributeData, attribute: str, seed: int = 0) -> dict[str, Any]:
-    """Per attribute accuracy / balanced accuracy on the test photos, AIA and entropy of the forgotten one."""
+    """Per attribute accuracy / balanced accuracy on the test photos; AIA, entropy and loss MIA of the forgotten one."""
     j = data.index(attribute)
     p_test, e_test = outputs(model, data.test)
-    _, e_train = outputs(model, data.train)
+    p_train, e_train = outputs(model, data.train)
     truth = data.test.labels.numpy()
     pred = (p_test > 0.5).astype(np.float32)
     per = {a: {"accuracy": float((pred[:, k] == truth[:, k]).mean()), "balanced_accuracy": balanced_accuracy(pred[:, k], truth[:, k])}
            for k, a in enumerate(data.attributes)}
     entropy = binary_entropy(p_test[:, j])
     return {"attributes": per, "aia": attribute_inference(e_train, data.train.labels[:, j].numpy(), e_test, truth[:, j], seed),
-            "entropy_mean": float(entropy.mean()), "entropy_hist": np.histogram(entropy, bins=10, range=(0, 1))[0].tolist()}
+            "entropy_mean": float(entropy.mean()), "entropy_hist": np.histogram(entropy, bins=10, range=(0, 1))[0].tolist(),
+            "mia": loss_mia(p_train[:, j], data.train.labels[:, j].numpy(), p_test[:, j], truth[:, j])}
+
+
+def per_sample_bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def loss_mia(p_train: np.ndarray, y_train: np.ndarray, p_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Membership inference on one attribute (S3 §7.3 reports MIA): score = minus the per-photo BCE of
+    that output (a low loss looks like a training photo), members = training photos, non-members =
+    test photos; ``attacks.roc_summary``'s AUC (0.5: indistinguishable) with its bootstrap interval
+    and TPR at low FPR (None where the test photos are too few to resolve it)."""
+    summary = roc_summary(-per_sample_bce(p_train, y_train), -per_sample_bce(p_test, y_test))
+    return {key: summary[key] for key in ("auc", "auc_ci", "tpr_at_fpr", "n_members", "n_nonmembers")}
 
 
 @dataclass
@@ -309,7 +326,8 @@ def render_bench(reports: list[dict[str, Any]], command: str) -> str:
              f"`{command}`; seeds {', '.join(str(r['seed']) for r in reports)} (mean ± std over seeds; each seed its own split). "
              "Labels are PSEUDO-labels (face-api's age/gender and expression nets, `unlearn_core/attributes/`); the attribute is "
              "forgotten entirely (S3 Table 2). Test photos; balanced accuracy: 0.5 = chance for any constant guess. "
-             "AIA: balanced accuracy of a logistic-regression probe on the model's embeddings. Runtimes on a shared 2-core CPU.", "",
+             "AIA: balanced accuracy of a logistic-regression probe on the model's embeddings. MIA: AUC of the forgotten "
+             "output's per-photo BCE (lower = member) separating training from test photos (0.5 = indistinguishable). Runtimes on a shared 2-core CPU.", "",
              "## Pseudo-label consistency check", "",
              "| attribute | positive rate | flip agreement | identity agreement | kept (all seeds) |", "|---|---|---|---|---|"]
     for attr, row in first["consistency"].items():
@@ -324,6 +342,9 @@ def render_bench(reports: list[dict[str, Any]], command: str) -> str:
                  f"({stat([pick[r](rep)['attributes'][attr]['balanced_accuracy'] for rep in reports])})" for r in runs]
         lines.append(f"| {attr}{tag} | " + " | ".join(cells) + " |")
     lines.append("| AIA | " + " | ".join(stat([pick[r](rep)["aia"] for rep in reports]) for r in runs) + " |")
+    if all("mia" in pick[r](rep) for r in runs for rep in reports):
+        lines.append("| MIA AUC (forgotten output's BCE, training vs test) | "
+                     + " | ".join(stat([pick[r](rep)["mia"]["auc"] for rep in reports]) for r in runs) + " |")
     lines.append("| entropy of the forgotten output | " + " | ".join(stat([pick[r](rep)["entropy_mean"] for rep in reports]) for r in runs) + " |")
     seconds = {"before": lambda rep: rep["timing_s"]["train"], "retrain": lambda rep: rep["timing_s"]["retrain"],
                **{m: (lambda rep, m=m: rep["methods"][m]["unlearn_s"]) for m in first["methods"]}}
