@@ -327,7 +327,8 @@ def render_bench(reports: list[dict[str, Any]], command: str) -> str:
              "Labels are PSEUDO-labels (face-api's age/gender and expression nets, `unlearn_core/attributes/`); the attribute is "
              "forgotten entirely (S3 Table 2). Test photos; balanced accuracy: 0.5 = chance for any constant guess. "
              "AIA: balanced accuracy of a logistic-regression probe on the model's embeddings. MIA: AUC of the forgotten "
-             "output's per-photo BCE (lower = member) separating training from test photos (0.5 = indistinguishable). Runtimes on a shared 2-core CPU.", "",
+             "output's per-photo BCE (lower = member) separating training from test photos "
+             "(0.5 = indistinguishable). Runtimes on a shared 2-core CPU.", "",
              "## Pseudo-label consistency check", "",
              "| attribute | positive rate | flip agreement | identity agreement | kept (all seeds) |", "|---|---|---|---|---|"]
     for attr, row in first["consistency"].items():
