@@ -52,6 +52,23 @@ DEFAULT_METHODS = SELECTION_METHODS
 """What ``audit_attributes`` runs unless told otherwise (the CLI's default; ``--method`` picks others)."""
 
 
+def method_params(methods: list[str] | tuple[str, ...], params: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{method: {...}}`` for the chosen ``methods``, each checked (``check_params``); a parameter object
+    for a method not chosen, or one that is not ``{method: {...}}``, is an ``InvalidParameter``."""
+    if not methods:
+        raise InvalidParameter(f"choose at least one attribute-unlearning method: {', '.join(METHODS)}")
+    params = params or {}
+    if not all(isinstance(v, dict) for v in params.values()) or not set(params) <= set(METHODS):
+        raise InvalidParameter('attribute-task parameters must be {method: {...}} with methods among '
+                               f'{list(METHODS)}, e.g. {{"gradient_ascent": {{"iterations": 20}}}}')
+    unchosen = sorted(set(params) - set(methods))
+    if unchosen:
+        raise InvalidParameter(f"parameters are given for {', '.join(unchosen)}, which is not among the chosen methods")
+    for method in methods:
+        check_params(method, params.get(method))
+    return {m: dict(params.get(m, {})) for m in methods}
+
+
 def check_params(method: str, params: dict[str, Any] | None = None) -> None:
     """Raise ``InvalidParameter`` for an unknown method or an unknown / out-of-range parameter, before any work."""
     if method not in METHODS:
@@ -283,11 +300,7 @@ def audit_attributes(ws: Workspace, attribute: str, methods: tuple[str, ...] = D
                      params: dict[str, dict[str, Any]] | None = None, config: AttributeTrainConfig | None = None,
                      progress: Callable[[float, str], None] | None = None) -> AttributeAudit:
     """Train the multi-label model, forget ``attribute`` with each method, compare with retraining."""
-    for method in methods:  # bad names or parameters fail before any training
-        check_params(method, (params or {}).get(method))
-    unknown = set(params or {}) - set(methods)
-    if unknown:
-        raise InvalidParameter(f"parameters are given for {sorted(unknown)}, which is not among the methods run {list(methods)}")
+    params = method_params(methods, params)  # bad names or parameters fail before any training
     report_progress = progress or (lambda fraction, message: None)
     report_progress(0.0, "pseudo-labelling the photos")
     data = attribute_data(ws)
