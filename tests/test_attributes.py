@@ -103,7 +103,13 @@ def test_attribute_audit_refuses_bad_input(capsys):
     assert main(["audit", "--task", "attributes", "--forget-attribute", "beard"]) == 2
     assert "--forget-attribute NAME, one of male" in capsys.readouterr().err
     assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "dispersion"]) == 2
-    assert "weight_filtering or weight_pruning" in capsys.readouterr().err
+    assert "runs weight_filtering, weight_pruning, finetune, random_labeling, gradient_ascent" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "gradient_ascent", "--param", "iterations=0"]) == 2
+    assert "gradient_ascent: iterations must be in [1, 100000]" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "finetune", "--param", "epsilon=0.1"]) == 2
+    assert "finetune has no parameter(s) ['epsilon']" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--param", "iterations=5"]) == 2
+    assert "needs a single --method" in capsys.readouterr().err
     assert main(["audit", "--forget-attribute", "male"]) == 2
     assert "needs --task attributes" in capsys.readouterr().err
 
@@ -118,3 +124,18 @@ def test_identity_agreement_and_balanced_accuracy():
     truth = np.array([1, 1, 1, 0])
     assert balanced_accuracy(np.ones(4), truth) == 0.5  # a constant guess is chance, whatever the imbalance
     assert balanced_accuracy(truth.astype(float), truth) == 1.0
+
+
+@pytest.mark.fast
+def test_attribute_method_parameters_are_checked_before_any_work():
+    from unlearn_core.attributes.task import METHODS, method_params
+    from unlearn_core.errors import InvalidParameter
+    assert set(METHODS) == {"weight_filtering", "weight_pruning", "finetune", "random_labeling", "gradient_ascent"}
+    assert method_params(["finetune", "weight_pruning"], {"finetune": {"iterations": 5}}) == {"finetune": {"iterations": 5}, "weight_pruning": {}}
+    for methods, params, message in ((["finetune"], {"gradient_ascent": {"iterations": 5}}, "not among the chosen methods"),
+                                     (["finetune"], {"iterations": 5}, "must be {method: {...}}"),
+                                     ([], {}, "choose at least one"),
+                                     (["random_labeling"], {"random_labeling": {"head_lr": -1}}, "head_lr must be in"),
+                                     (["weight_pruning"], {"weight_pruning": {"lambda_retain": 1.0}}, "no parameter")):
+        with pytest.raises(InvalidParameter, match=message.replace("[", r"\[").replace("{", r"\{")):
+            method_params(methods, params)
