@@ -264,7 +264,8 @@ def test_audit_attributes_on_lfw(server):
     epochs: S3's weight pruning and the gradient-ascent baseline, real training and unlearning."""
     client = Client(server[0], verbose=False)
     common = ("LFW", None, "", 4, 24, 0, 0)
-    for attribute, methods, params, message in (("beard", ["weight_pruning"], "", "Choose the attribute to forget"),
+    # neutral failed the pseudo-label consistency check on this workspace (only male and happy pass)
+    for attribute, methods, params, message in (("neutral", ["weight_pruning"], "", "unusable attribute 'neutral': usable ['male', 'happy']"),
                                                 ("male", [], "", "choose at least one"),
                                                 ("male", ["finetune"], '{"finetune": {"iterations": 0}}', "finetune: iterations must be in")):
         status, table, figure, privacy, download, _ = client.predict(*common, attribute, methods, 2, params, api_name="/audit_attributes")
