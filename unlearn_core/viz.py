@@ -448,7 +448,7 @@ def attribute_entropy_figure(report: dict) -> go.Figure:
         counts = np.asarray(run["entropy_hist"], float)
         share = counts / max(counts.sum(), 1)
         dash = "dash" if name == "retrain" else "solid"
-        fig.add_trace(go.Scatter(x=centres, y=share, mode="lines+markers", name=f"{name} (mean {run['entropy_mean']:.2f})",
+        fig.add_trace(go.Scatter(x=centres.tolist(), y=share.tolist(), mode="lines+markers", name=f"{name} (mean {run['entropy_mean']:.2f})",
                                  line=dict(dash=dash, color=ATTACK_COLOURS[i % len(ATTACK_COLOURS)]),
                                  hovertemplate=f"{html.escape(name)}<br>entropy %{{x:.2f}} bits: %{{y:.0%}} of test photos<extra></extra>"))
     fig.update_xaxes(title="entropy of the forgotten attribute's output (bits; 0 = certain, 1 = coin toss)", range=[0, 1])
