@@ -192,7 +192,8 @@ def train_attribute_model(ws: Workspace, data: AttributeData, columns: list[int]
 
 def unlearn_attribute(model: AttributeModel, data: AttributeData, attribute: str, method: str,
                       params: dict[str, Any] | None = None, seed: int = 0) -> tuple[AttributeModel, int]:
-    """Forget ``attribute`` with ``method``: ``(unlearned copy, number of weights it changed)``.
+    """Forget ``attribute`` with ``method``: ``(unlearned copy, n_modified)``; ``n_modified`` counts the
+    weights WF/WP's selection modified (their fine-tuning moves others too), for a baseline every weight that moved.
 
     Weight Filtering / Pruning: S3 Algorithm 1 or 2 (weight selection on the forget / retain BCE
     importances), then Algorithm 3. Baselines: ``baselines.py``."""
