@@ -29,6 +29,11 @@ import torch
 from gradio.data_classes import ImageData
 
 from unlearn_core import viz
+from unlearn_core.attributes.baselines import BASELINES
+from unlearn_core.attributes.table import ATTRIBUTES
+from unlearn_core.attributes.task import DEFAULT_METHODS as ATTRIBUTE_DEFAULT_METHODS
+from unlearn_core.attributes.task import METHODS as ATTRIBUTE_METHODS
+from unlearn_core.attributes.task import AttributeTrainConfig, audit_attributes, method_params
 from unlearn_core.audit import audit, audit_models
 from unlearn_core.backbones.external import EmbedderSpec, load_embedder
 from unlearn_core.data import Gallery, load_gallery, zip_gallery
@@ -471,6 +476,62 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
     return status, table, maps.get("tsne"), maps.get("umap"), roc, galleries, privacy, download, state
 
 
+ATTRIBUTE_HELP = (
+    "S3's multi-label task: a model predicting several facial attributes at once (one sigmoid output each, trained with "
+    "binary cross-entropy on this gallery's training photos) is asked to forget one attribute entirely and keep the others. "
+    + viz.ATTRIBUTE_NOTE + " It uses the gallery and people chosen above (their training photos train the model, their "
+    "held-out photos test it) and trains two models (the original and the retrain reference), so it takes a few minutes on a CPU.")
+
+
+def attribute_method_help() -> str:
+    lines = ["- **weight_filtering** / **weight_pruning**: S3's own methods (select the weights that serve the forgotten "
+             "attribute, zero or shrink them, then fine-tune on the kept attributes within epsilon); their parameters as in the Methods list."]
+    for name, cls in BASELINES.items():
+        params = ", ".join(f"`{p}`={spec['default']}" for p, spec in cls.parameters().items())
+        lines.append(f"- **{name}** (baseline): {cls.summary}. Parameters: {params}.")
+    return "\n".join(lines)
+
+
+@gpu
+def run_attribute_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any,
+                        attribute: str | None, methods: list[str] | None, epochs: Any, params: str | None, state: dict | None,
+                        progress: gr.Progress | None = gr.Progress()) -> tuple:
+    """The "Forget an attribute" button: S3's multi-label task on the chosen gallery (``attributes.task.audit_attributes``)."""
+    empty = ("", None, "", "")
+    uploads = SessionUploads(state, "attributes")
+    try:
+        spec, config = audit_gallery(gallery, forget_names, n_forget, n_retain, min_images, seed)
+        if attribute not in ATTRIBUTES:
+            raise InvalidParameter(f"Choose the attribute to forget: one of {', '.join(ATTRIBUTES)}.")
+        methods = list(methods or [])
+        per_method = method_params(methods, _params(params))
+        train = AttributeTrainConfig(epochs=whole_number("training epochs", epochs, 1, 200))
+        report_progress = _progress(progress)
+        report_progress(0.0, "preparing the gallery")
+        if spec == "zip":
+            with uploaded_gallery(uploads, zip_file) as folder_gallery:
+                ws = Workspace(config, report_progress, gallery=folder_gallery)
+        else:
+            ws = POOL.get(config, report_progress)
+        report = audit_attributes(ws, attribute, tuple(methods), config.seed, per_method, train, report_progress).to_json()
+    except UnlearnError as err:
+        return (_message("error", str(err)), *empty, gr.update(), uploads.attach_to(state))
+    report.update(dataset=spec, seed=config.seed, epochs=train.epochs)
+    table = viz.table_html(*viz.attribute_table(report))
+    figure = viz.attribute_entropy_figure(report)
+    privacy = viz.attribute_privacy_html(report)
+    html_report = viz.html_report(f"Forgetting the attribute '{attribute}'", report, [figure], [table, privacy])
+    download = (download_link(viz.to_json(report), "attribute-audit.json", "application/json", "Download report (JSON)") + " · "
+                + download_link(html_report, "attribute-audit.html", "text/html", "Download report (HTML)"))
+    forgot = report["methods"]
+    timing = ", ".join(f"{m} {r['unlearn_s']:.1f} s" for m, r in forgot.items())
+    status = _message("ok", f"Forgot '{attribute}' on {spec} ({report['n_train']} training / {report['n_test']} test photos; kept "
+                      f"attributes: {', '.join(report['attributes'])}): training {report['timing_s']['train']:.1f} s, retrain "
+                      f"{report['timing_s']['retrain']:.1f} s, {timing}. Labels are pseudo-labels.")
+    state = uploads.attach_to({"report": {**report, "flow": "attributes"}})
+    return status, table, figure, privacy, download, gr.update(choices=report["attributes"], value=attribute), state
+
+
 @gpu
 def run_model_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any,
                     before: Any, after: Any, reference: Any, spec_text: str | None, state: dict | None,
@@ -656,6 +717,18 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                     bm_reference = gr.File(label="Reference: retrained without them (optional)", type="filepath", elem_id="bm-reference")
                     bm_spec = gr.Code(json.dumps(SPEC_EXAMPLE, indent=1), language="json", label="Model spec", elem_id="bm-spec")
                     bm_button = gr.Button("Audit uploaded models", elem_id="bm-button")
+                with gr.Accordion("Forget a facial attribute instead (S3's multi-label task)", open=False, elem_id="attributes"):
+                    gr.Markdown(ATTRIBUTE_HELP)
+                    at_attribute = gr.Dropdown(list(ATTRIBUTES), value="male", elem_id="at-attribute",
+                                               label="Attribute to forget (after a run: the attributes that passed the consistency check)")
+                    at_methods = gr.CheckboxGroup(list(ATTRIBUTE_METHODS), value=list(ATTRIBUTE_DEFAULT_METHODS), label="Methods",
+                                                  elem_id="at-methods")
+                    at_epochs = gr.Slider(1, 50, value=AttributeTrainConfig().epochs, step=1, elem_id="at-epochs",
+                                          label="Training epochs (the attribute model and the retrain reference)")
+                    at_params = gr.Textbox("", placeholder='{"gradient_ascent": {"iterations": 20}}', elem_id="at-params",
+                                           label="Parameters (JSON: {method: {...}}, optional)")
+                    at_button = gr.Button("Forget the attribute", elem_id="at-button")
+                    gr.Markdown(attribute_method_help())
                 with gr.Accordion("Methods", open=False):
                     gr.Markdown(method_help())
             with gr.Column(scale=2):
@@ -664,6 +737,7 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
                 au_tsne = gr.Plot(label="t-SNE", elem_id="au-tsne")
                 au_umap = gr.Plot(label="UMAP", elem_id="au-umap")
                 au_roc = gr.Plot(label="Attack ROC", elem_id="au-roc")
+                au_entropy = gr.Plot(label="Entropy of the forgotten attribute's output (attribute task)", elem_id="au-entropy")
                 au_galleries = gr.HTML(elem_id="au-galleries")
                 au_privacy = gr.HTML(elem_id="au-privacy")
                 au_download = gr.HTML(elem_id="au-download")
@@ -680,6 +754,12 @@ def build_demo(settings: AppSettings = SETTINGS) -> gr.Blocks:
         bm_button.click(run_model_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_min_images, au_seed, bm_before, bm_after,
                                           bm_reference, bm_spec, state],
                         [au_status, au_table, au_tsne, au_umap, au_roc, au_galleries, au_privacy, au_download, state], api_name="audit_models")
+        # each flow clears the other flow's figures, so that what is shown belongs to the last run
+        au_button.click(lambda: None, None, au_entropy, queue=False, api_visibility="private")
+        at_button.click(lambda: (None, None, None, ""), None, [au_tsne, au_umap, au_roc, au_galleries], queue=False, api_visibility="private")
+        at_button.click(run_attribute_audit, [au_gallery, au_zip, au_names, au_n_forget, au_n_retain, au_min_images, au_seed, at_attribute,
+                                              at_methods, at_epochs, at_params, state],
+                        [au_status, au_table, au_entropy, au_privacy, au_download, at_attribute, state], api_name="audit_attributes")
         gr.Button(visible=False).click(session_info, [state], [info], api_name="session_info")
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return demo

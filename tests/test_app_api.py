@@ -51,7 +51,7 @@ def test_example_portraits_are_held_out_gallery_photos(server):
 def test_api_lists_both_flows(server):
     client = Client(server[0], verbose=False)
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/forget_me", "/audit", "/audit_models", "/session_info"} <= set(endpoints)
+    assert {"/forget_me", "/audit", "/audit_models", "/audit_attributes", "/session_info"} <= set(endpoints)
 
 
 def test_forget_me_end_to_end(server):
@@ -257,3 +257,35 @@ def test_audit_uploaded_models(server, lfw_workspace, uploads_once, tmp_path):
     assert stored_photos(uploads) == [], "the checkpoints live in the session's memory, not on disk"
     status, *_ = client.predict("LFW", None, "", 4, 24, 0, 0, files["before"], files["after"], None, '{"input_size": 112}', api_name="/audit_models")
     assert status.startswith("⚠️") and "needs 'template'" in status
+
+
+def test_audit_attributes_on_lfw(server):
+    """The Audit tab's attribute option (S3's multi-label task) on the small LFW workspace, 2 training
+    epochs: S3's weight pruning and the gradient-ascent baseline, real training and unlearning."""
+    client = Client(server[0], verbose=False)
+    common = ("LFW", None, "", 4, 24, 0, 0)
+    # neutral failed the pseudo-label consistency check on this workspace (only male and happy pass)
+    for attribute, methods, params, message in (("neutral", ["weight_pruning"], "", "unusable attribute 'neutral': usable ['male', 'happy']"),
+                                                ("male", [], "", "choose at least one"),
+                                                ("male", ["finetune"], '{"finetune": {"iterations": 0}}', "finetune: iterations must be in")):
+        status, table, figure, privacy, download, _ = client.predict(*common, attribute, methods, 2, params, api_name="/audit_attributes")
+        assert status.startswith("⚠️") and message in status and "Traceback" not in status, status
+        assert table == "" and figure is None
+    status, table, figure, privacy, download, attribute = client.predict(*common, "male", ["weight_pruning", "gradient_ascent"], 2, "",
+                                                                         api_name="/audit_attributes")
+    assert status.startswith("✅") and "Forgot 'male'" in status and "pseudo-labels" in status, status
+    for column in ("before", "retrain", "weight_pruning", "gradient_ascent"):
+        assert f">{column}</th>" in table
+    assert "<td>male (forgotten)</td>" in table and "(kept)</td>" in table
+    for row in ("AIA (probe balanced accuracy)", "MIA AUC (training vs test photos)", "entropy of the forgotten output (bits)",
+                "speed-up vs retrain"):
+        assert f"<td>{row}</td>" in table
+    assert figure is not None
+    traces = json.loads(figure["plot"])["data"]
+    assert [t["name"].split(" (")[0] for t in traces] == ["before", "retrain", "weight_pruning", "gradient_ascent"]
+    assert all(abs(sum(t["y"]) - 1) < 1e-6 for t in traces), "each run's histogram is a share of the test photos"
+    assert "Attribute inference attack on 'male'" in privacy and "PSEUDO-labels" in privacy and "coin toss" in privacy
+    assert 'download="attribute-audit.json"' in download
+    # the attribute menu now offers the attributes that passed the consistency check
+    assert attribute["value"] == "male" and [c[0] for c in attribute["choices"]] == ["male", "happy"], attribute
+    assert client.predict(api_name="/session_info")["flow"] == "attributes"

@@ -65,8 +65,8 @@ TOWARD_CHANCE = 0.6
 
 @pytest.fixture(scope="module")
 def attribute_audit(lfw_workspace):
-    from unlearn_core.attributes.task import AttributeTrainConfig, audit_attributes
-    return audit_attributes(lfw_workspace, "male", config=AttributeTrainConfig(epochs=10))
+    from unlearn_core.attributes.task import METHODS, AttributeTrainConfig, audit_attributes
+    return audit_attributes(lfw_workspace, "male", METHODS, config=AttributeTrainConfig(epochs=10))
 
 
 def test_pseudo_label_table_passes_its_consistency_check(lfw_workspace):
@@ -97,13 +97,44 @@ def test_attribute_model_learns_and_both_methods_forget_male(attribute_audit):
         assert report["methods"][name]["n_modified"] > 0
 
 
+def test_baselines_do_what_they_say(attribute_audit):
+    """Measured on this workspace (seed 0, 10 epochs): male balanced accuracy 0.961 before; finetune 0.913
+    (masking the column does not forget it), random_labeling 0.561 with entropy 0.99 bits, gradient_ascent
+    0.500 (accuracy 0.97 -> 0.24: every photo called the other gender) and it also wrecks the kept `happy`
+    (0.77 -> 0.55): the unbounded ascent moves the shared tail."""
+    report = attribute_audit.to_json()
+    before, runs = report["before"], report["methods"]
+    kept = [a for a in report["attributes"] if a != "male"]
+    male = {name: run["attributes"]["male"] for name, run in runs.items()}
+    # fine-tuning on the kept attributes only: they stay (or improve); the forgotten one is barely touched
+    assert male["finetune"]["balanced_accuracy"] >= 0.8, male
+    assert runs["finetune"]["entropy_mean"] < 0.5
+    # random labels for the forgotten column: its output becomes a coin toss, the kept attributes stay
+    assert male["random_labeling"]["balanced_accuracy"] <= 0.65 and runs["random_labeling"]["entropy_mean"] >= 0.9, runs["random_labeling"]
+    for name in ("finetune", "random_labeling"):
+        for attr in kept:
+            assert runs[name]["attributes"][attr]["accuracy"] >= before["attributes"][attr]["accuracy"] - RETAIN_TOLERANCE, (name, attr)
+    # gradient ascent on the forgotten column's BCE: its accuracy collapses
+    assert male["gradient_ascent"]["accuracy"] <= before["attributes"]["male"]["accuracy"] - 0.3, male
+    assert male["gradient_ascent"]["balanced_accuracy"] <= TOWARD_CHANCE
+    for run in runs.values():
+        assert run["n_modified"] > 0 and run["unlearn_s"] > 0
+        assert 0.0 <= run["mia"]["auc"] <= 1.0 and run["mia"]["n_members"] == report["n_train"] and run["mia"]["n_nonmembers"] == report["n_test"]
+
+
 @pytest.mark.fast
 def test_attribute_audit_refuses_bad_input(capsys):
     from unlearn_core.cli import main
     assert main(["audit", "--task", "attributes", "--forget-attribute", "beard"]) == 2
     assert "--forget-attribute NAME, one of male" in capsys.readouterr().err
     assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "dispersion"]) == 2
-    assert "weight_filtering or weight_pruning" in capsys.readouterr().err
+    assert "runs weight_filtering, weight_pruning, finetune, random_labeling, gradient_ascent" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "gradient_ascent", "--param", "iterations=0"]) == 2
+    assert "gradient_ascent: iterations must be in [1, 100000]" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--method", "finetune", "--param", "epsilon=0.1"]) == 2
+    assert "finetune has no parameter(s) ['epsilon']" in capsys.readouterr().err
+    assert main(["audit", "--task", "attributes", "--forget-attribute", "male", "--param", "iterations=5"]) == 2
+    assert "needs a single --method" in capsys.readouterr().err
     assert main(["audit", "--forget-attribute", "male"]) == 2
     assert "needs --task attributes" in capsys.readouterr().err
 
@@ -118,3 +149,18 @@ def test_identity_agreement_and_balanced_accuracy():
     truth = np.array([1, 1, 1, 0])
     assert balanced_accuracy(np.ones(4), truth) == 0.5  # a constant guess is chance, whatever the imbalance
     assert balanced_accuracy(truth.astype(float), truth) == 1.0
+
+
+@pytest.mark.fast
+def test_attribute_method_parameters_are_checked_before_any_work():
+    from unlearn_core.attributes.task import METHODS, method_params
+    from unlearn_core.errors import InvalidParameter
+    assert set(METHODS) == {"weight_filtering", "weight_pruning", "finetune", "random_labeling", "gradient_ascent"}
+    assert method_params(["finetune", "weight_pruning"], {"finetune": {"iterations": 5}}) == {"finetune": {"iterations": 5}, "weight_pruning": {}}
+    for methods, params, message in ((["finetune"], {"gradient_ascent": {"iterations": 5}}, "not among the chosen methods"),
+                                     (["finetune"], {"iterations": 5}, "must be {method: {...}}"),
+                                     ([], {}, "choose at least one"),
+                                     (["random_labeling"], {"random_labeling": {"head_lr": -1}}, "head_lr must be in"),
+                                     (["weight_pruning"], {"weight_pruning": {"lambda_retain": 1.0}}, "no parameter")):
+        with pytest.raises(InvalidParameter, match=message.replace("[", r"\[").replace("{", r"\{")):
+            method_params(methods, params)

@@ -19,8 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .attributes.table import ATTRIBUTES
+from .attributes.task import DEFAULT_METHODS as DEFAULT_ATTRIBUTE_METHODS
 from .attributes.task import METHODS as ATTRIBUTE_METHODS
 from .attributes.task import audit_attributes
+from .attributes.task import check_params as check_attribute_params
 from .attributes.task import render_bench as render_attribute_bench
 from .audit import audit_models, run_audit
 from .backbones import create_backbone
@@ -124,6 +126,8 @@ def format_attribute_audit(report: dict[str, Any]) -> str:
         lines.append(f"{attr + tag:<22}" + "".join(
             f"{r['attributes'][attr]['accuracy']:>11.3f} ({r['attributes'][attr]['balanced_accuracy']:.3f})" for r in runs.values()))
     lines.append(f"{'AIA (probe bal. acc.)':<22}" + "".join(f"{r['aia']:>20.3f}" for r in runs.values()))
+    if all("mia" in r for r in runs.values()):
+        lines.append(f"{'MIA AUC (forgotten)':<22}" + "".join(f"{r['mia']['auc']:>20.3f}" for r in runs.values()))
     lines.append(f"{'entropy (forgotten)':<22}" + "".join(f"{r['entropy_mean']:>20.3f}" for r in runs.values()))
     seconds = {"before": report["timing_s"]["train"], "retrain": report["timing_s"]["retrain"],
                **{m: r["unlearn_s"] for m, r in report["methods"].items()}}
@@ -132,19 +136,28 @@ def format_attribute_audit(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def attribute_methods(text: str | None) -> tuple[str, ...]:
+    """``--method`` for the attribute task: one name, several comma-separated, ``all``, or the default (WF and WP)."""
+    if not text:
+        return DEFAULT_ATTRIBUTE_METHODS
+    methods = ATTRIBUTE_METHODS if text == "all" else tuple(m.strip() for m in text.split(",") if m.strip())
+    wrong = [m for m in methods if m not in ATTRIBUTE_METHODS]
+    if wrong or not methods:
+        raise UnlearnError(f"--task attributes runs {', '.join(ATTRIBUTE_METHODS)} (comma-separated, or all), not {text!r}")
+    return methods
+
+
 def cmd_audit_attributes(args: argparse.Namespace) -> int:
     if args.forget_attribute not in ATTRIBUTES:
         raise UnlearnError(f"--task attributes needs --forget-attribute NAME, one of {', '.join(ATTRIBUTES)} (got {args.forget_attribute!r})")
     if args.one_shot or args.gallery_assisted or args.preset:
         raise UnlearnError("--one-shot, --gallery-assisted and --preset apply to the identity task only")
-    methods = (args.method,) if args.method else ATTRIBUTE_METHODS
-    if args.method not in (None, *ATTRIBUTE_METHODS):
-        raise UnlearnError(f"--task attributes runs {' or '.join(ATTRIBUTE_METHODS)}, not {args.method!r}")
+    methods = attribute_methods(args.method)
     params = parse_params(args.param)
-    if params and not args.method:
-        raise UnlearnError("--param needs --method with --task attributes (the two methods have different parameters)")
+    if params and len(methods) != 1:
+        raise UnlearnError("--param needs a single --method with --task attributes (the methods have different parameters)")
     for method in methods:
-        create_method(method, **params)  # out-of-range parameters fail before any expensive work
+        check_attribute_params(method, params)  # out-of-range parameters fail before any expensive work
     progress = TqdmProgress()
     ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, backbone=args.backbone,
                                    device="cpu", train_from="tail", n_distractors=0, n_retain=args.retain,
@@ -428,12 +441,13 @@ def cmd_bench_attributes(args: argparse.Namespace) -> int:
     if args.forget_attribute not in ATTRIBUTES:
         raise UnlearnError(f"--task attributes needs --forget-attribute NAME, one of {', '.join(ATTRIBUTES)} (got {args.forget_attribute!r})")
     command = (f"python -m unlearn_core bench --task attributes --forget-attribute {args.forget_attribute} --dataset {args.dataset} "
-               f"--forget {args.forget} --retain {args.retain} --seeds {args.seeds}")
+               f"--forget {args.forget} --retain {args.retain} --seeds {args.seeds} --methods {args.methods}")
+    methods = attribute_methods(args.methods)
     reports = []
     for seed in parse_ints(args.seeds):
         ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=seed, backbone=args.backbone, device="cpu",
                                        train_from="tail", n_distractors=0, n_retain=args.retain, min_images=args.min_images))
-        reports.append({**audit_attributes(ws, args.forget_attribute, ATTRIBUTE_METHODS, seed).to_json(), "seed": seed})
+        reports.append({**audit_attributes(ws, args.forget_attribute, methods, seed).to_json(), "seed": seed})
         text = render_attribute_bench(reports, command)
         if args.out:
             Path(args.out).write_text(text)
@@ -493,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--retain", type=int, default=None, help="keep only this many retain identities (default all)")
     audit.add_argument("--min-images", type=int, default=None, help=MIN_IMAGES_HELP)
     audit.add_argument("--method", default=None, help="see `python -m unlearn_core methods` (default: the protocol's recommended "
-                       f"method: {', '.join(f'{p} {m}' for p, m in RECOMMENDED.items())})")
+                       f"method: {', '.join(f'{p} {m}' for p, m in RECOMMENDED.items())}); with --task attributes one or more "
+                       f"(comma-separated, or all) of {', '.join(ATTRIBUTE_METHODS)}, default weight_filtering,weight_pruning")
     audit.add_argument("--preset", help="a named parameter set of the method (see `methods -v`); --param values override it")
     audit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyper-parameter (repeatable)")
     audit.add_argument("--iterations", type=int, default=None, help="cap on optimisation steps")
@@ -605,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="compare methods over several forget sets (markdown table, mean ± std)")
     bench.add_argument("--dataset", default="lfw", help="lfw, olivetti, or folder:PATH")
     bench.add_argument("--task", choices=("identities", "attributes"), default="identities",
-                       help="attributes: S3's multi-label task (weight_filtering and weight_pruning; --methods, --budget, --protocols do not apply)")
+                       help="attributes: S3's multi-label task (--methods: all = weight_filtering, weight_pruning and the baselines "
+                       f"{', '.join(ATTRIBUTE_METHODS[2:])}; --budget, --protocols do not apply)")
     bench.add_argument("--forget-attribute", help=f"with --task attributes: the attribute to forget ({', '.join(ATTRIBUTES)})")
     bench.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one forget set each")

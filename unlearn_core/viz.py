@@ -400,3 +400,79 @@ def workspace_top_k(ws: Any, model: Any, n_queries: int = 3, k: int = 5) -> list
     return forget_top_k({p: ws.embed(model, p) for p in parts}, {p: ws.parts[p].labels.cpu().numpy() for p in parts},
                         {p: ws.parts[p].image_ids for p in parts}, {p: ws.parts[p].chips for p in parts},
                         ws.identity_names(range(len(ws.classes))), ws.forget_classes, n_queries, k)
+
+
+# -- the attribute task (S3's multi-label unlearning) -------------------------------------------
+ATTRIBUTE_NOTE = ("The attribute labels are PSEUDO-labels: LFW has none, so face-api's age/gender and expression nets "
+                  "labelled every photo, and only attributes passing a consistency check are used.")
+ENTROPY_NOTE = ("How unsure the model is about the forgotten attribute on each test photo (binary entropy of its output: "
+                "0 bits = certain, 1 bit = a coin toss). A model that still knows the attribute piles up near 0; "
+                "one that forgot it should look like the retrain reference, which never learned it.")
+AIA_NOTE = ("Attribute inference attack: a logistic-regression probe trained to read the forgotten attribute from the model's "
+            "embeddings of training photos, scored on test photos (balanced accuracy: 0.5 = it cannot tell, 1 = it always can). "
+            "The output layer can forget while the embedding still carries the attribute.")
+
+
+def attribute_runs(report: dict) -> dict[str, dict]:
+    """``AttributeAudit.to_json()``'s runs in order: before, retrain, then each method."""
+    return {"before": report["before"], "retrain": report["retrain"], **report["methods"]}
+
+
+def attribute_table(report: dict) -> tuple[list[str], list[list[Any]]]:
+    """Test accuracy (balanced accuracy) per attribute for each run, the forgotten one marked, then
+    AIA, the forgotten output's entropy, runtime and speed-up over retraining (``table_html`` input)."""
+    runs = attribute_runs(report)
+    rows: list[list[Any]] = []
+    for attr in report["attributes"]:
+        name = f"{attr} (forgotten)" if attr == report["forget_attribute"] else f"{attr} (kept)"
+        rows.append([name] + [f"{r['attributes'][attr]['accuracy']:.3f} ({r['attributes'][attr]['balanced_accuracy']:.3f})"
+                              for r in runs.values()])
+    rows.append(["AIA (probe balanced accuracy)"] + [f"{r['aia']:.3f}" for r in runs.values()])
+    if all("mia" in r for r in runs.values()):
+        rows.append(["MIA AUC (training vs test photos)"] + [f"{r['mia']['auc']:.3f}" for r in runs.values()])
+    rows.append(["entropy of the forgotten output (bits)"] + [f"{r['entropy_mean']:.3f}" for r in runs.values()])
+    timing = report.get("timing_s", {})
+    seconds = [timing.get("train"), timing.get("retrain"), *(r.get("unlearn_s") for r in report["methods"].values())]
+    rows.append(["runtime (s)"] + ["–" if s is None else f"{s:.1f}" for s in seconds])
+    rows.append(["speed-up vs retrain", "", "1.0"] + [f"{r['speedup']:.1f}" for r in report["methods"].values()])
+    return ["attribute: accuracy (balanced accuracy)", *runs], rows
+
+
+def attribute_entropy_figure(report: dict) -> go.Figure:
+    """Histograms of the forgotten attribute's output entropy on the test photos (S3 Fig. 2), one line per run."""
+    runs = attribute_runs(report)
+    n_bins = len(report["before"]["entropy_hist"])
+    centres = (np.arange(n_bins) + 0.5) / n_bins
+    fig = go.Figure()
+    for i, (name, run) in enumerate(runs.items()):
+        counts = np.asarray(run["entropy_hist"], float)
+        share = counts / max(counts.sum(), 1)
+        dash = "dash" if name == "retrain" else "solid"
+        fig.add_trace(go.Scatter(x=centres.tolist(), y=share.tolist(), mode="lines+markers", name=f"{name} (mean {run['entropy_mean']:.2f})",
+                                 line=dict(dash=dash, color=ATTACK_COLOURS[i % len(ATTACK_COLOURS)]),
+                                 hovertemplate=f"{html.escape(name)}<br>entropy %{{x:.2f}} bits: %{{y:.0%}} of test photos<extra></extra>"))
+    fig.update_xaxes(title="entropy of the forgotten attribute's output (bits; 0 = certain, 1 = coin toss)", range=[0, 1])
+    fig.update_yaxes(title="share of test photos", rangemode="tozero")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      title=f"Does the model still know '{report['forget_attribute']}'? Entropy of its output")
+    return fig
+
+
+def attribute_privacy_html(report: dict) -> str:
+    """The AIA (and MIA, when measured) per run, with what they mean, and the pseudo-label caveat."""
+    runs = attribute_runs(report)
+    aia = ", ".join(f"{html.escape(name)} {r['aia']:.3f}" for name, r in runs.items())
+    parts = [f"<p><b>Attribute inference attack on '{html.escape(report['forget_attribute'])}'</b>: {aia}.</p>",
+             f"<p>{html.escape(AIA_NOTE)}</p>"]
+    if all("mia" in r for r in runs.values()):
+        mia = ", ".join(f"{html.escape(name)} {r['mia']['auc']:.3f}" for name, r in runs.items())
+        parts.append(f"<p><b>Membership inference (AUC, training vs test photos)</b>: {mia}.</p>"
+                     f"<p>{html.escape(MIA_NOTE)}</p>")
+    parts.append(f"<p>{html.escape(ENTROPY_NOTE)}</p><p><i>{html.escape(ATTRIBUTE_NOTE)}</i></p>")
+    return '<div class="uc-privacy">' + "".join(parts) + "</div>"
+
+
+MIA_NOTE = ("A membership-inference attack scores each photo by the model's BCE loss on the forgotten attribute's label "
+            "(lower loss = more member-like) and asks whether training photos score apart from test photos (AUC 0.5 = "
+            "indistinguishable). The attribute was forgotten on the training photos, so after forgetting they should "
+            "look like test photos, as under the retrain reference.")

@@ -11,17 +11,20 @@
   that attribute's output, the retain loss the BCE of the others.
 * Methods: the registered ``weight_filtering`` / ``weight_pruning`` (S3 Algorithms 1-2) with their
   own parameters; their weight selection (``select_weights``) runs on the two BCE importances, then S3's
-  Algorithm 3 (constrained fine-tuning on the retain loss). ``retrain`` is the reference: the same
-  recipe from the same start without the forgotten attribute's loss.
+  Algorithm 3 (constrained fine-tuning on the retain loss). Baselines (``baselines.py``): ``finetune``
+  (S3's CF-k), ``random_labeling`` (SalUN's loss) and ``gradient_ascent``. ``retrain`` is the reference:
+  the same recipe from the same start without the forgotten attribute's loss.
 * Metrics: accuracy and balanced accuracy (chance = 0.5 for any constant guess) per attribute on the
   test photos; the attribute inference attack (AIA: a logistic-regression probe trained on the
   model's embeddings of training photos, tested on test photos' embeddings, balanced accuracy);
-  the mean binary entropy of the forgotten output; runtimes and the speed-up over retraining.
+  the mean binary entropy of the forgotten output; a loss-threshold membership inference attack on the
+  forgotten output (training vs test photos, ``loss_mia``); runtimes and the speed-up over retraining.
 """
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -32,16 +35,48 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from ..attacks import roc_summary
 from ..errors import InvalidParameter
 from ..features import FaceData
 from ..methods.base import create_method
 from ..methods.importance import parameter_importance
-from ..methods.weight_filtering import ConstrainedUnlearning
 from ..model import FaceModel
 from ..pipeline import Workspace, cache_dir, concat_face_data
+from .baselines import BASELINES, create_baseline
 from .table import ATTRIBUTES, AttributeTable, attribute_table
 
-METHODS = ("weight_filtering", "weight_pruning")
+SELECTION_METHODS = ("weight_filtering", "weight_pruning")
+"""S3's own methods (Algorithms 1-3), the registered identity-task methods reused on the BCE losses."""
+METHODS = (*SELECTION_METHODS, *BASELINES)
+DEFAULT_METHODS = SELECTION_METHODS
+"""What ``audit_attributes`` runs unless told otherwise (the CLI's default; ``--method`` picks others)."""
+
+
+def method_params(methods: list[str] | tuple[str, ...], params: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{method: {...}}`` for the chosen ``methods``, each checked (``check_params``); a parameter object
+    for a method not chosen, or one that is not ``{method: {...}}``, is an ``InvalidParameter``."""
+    if not methods:
+        raise InvalidParameter(f"choose at least one attribute-unlearning method: {', '.join(METHODS)}")
+    params = params or {}
+    if not all(isinstance(v, dict) for v in params.values()) or not set(params) <= set(METHODS):
+        raise InvalidParameter('attribute-task parameters must be {method: {...}} with methods among '
+                               f'{list(METHODS)}, e.g. {{"gradient_ascent": {{"iterations": 20}}}}')
+    unchosen = sorted(set(params) - set(methods))
+    if unchosen:
+        raise InvalidParameter(f"parameters are given for {', '.join(unchosen)}, which is not among the chosen methods")
+    for method in methods:
+        check_params(method, params.get(method))
+    return {m: dict(params.get(m, {})) for m in methods}
+
+
+def check_params(method: str, params: dict[str, Any] | None = None) -> None:
+    """Raise ``InvalidParameter`` for an unknown method or an unknown / out-of-range parameter, before any work."""
+    if method not in METHODS:
+        raise InvalidParameter(f"unknown attribute-unlearning method {method!r}; choose from {list(METHODS)}")
+    if method in BASELINES:
+        create_baseline(method, **(params or {}))
+    else:
+        create_method(method, **(params or {}))
 
 
 @dataclass
@@ -156,12 +191,18 @@ def train_attribute_model(ws: Workspace, data: AttributeData, columns: list[int]
 
 
 def unlearn_attribute(model: AttributeModel, data: AttributeData, attribute: str, method: str,
-                      params: dict[str, Any] | None = None, seed: int = 0) -> tuple[AttributeModel, ConstrainedUnlearning]:
-    """S3 Algorithm 1 or 2 (weight selection on the forget / retain BCE importances), then Algorithm 3."""
-    if method not in METHODS:
-        raise InvalidParameter(f"unknown attribute-unlearning method {method!r}; choose from {list(METHODS)}")
-    algo = create_method(method, **(params or {}))
+                      params: dict[str, Any] | None = None, seed: int = 0) -> tuple[AttributeModel, int]:
+    """Forget ``attribute`` with ``method``: ``(unlearned copy, n_modified)``; ``n_modified`` counts the
+    weights WF/WP's selection modified (their fine-tuning moves others too), for a baseline every weight that moved.
+
+    Weight Filtering / Pruning: S3 Algorithm 1 or 2 (weight selection on the forget / retain BCE
+    importances), then Algorithm 3. Baselines: ``baselines.py``."""
+    check_params(method, params)
     j = data.index(attribute)
+    if method in BASELINES:
+        twin = create_baseline(method, **(params or {})).run(model, data, j, seed)
+        return twin, changed_weights(model, twin)
+    algo = create_method(method, **(params or {}))
     others = [k for k in range(len(data.attributes)) if k != j]
     twin = model.clone()
     generator = torch.Generator().manual_seed(seed)
@@ -170,7 +211,13 @@ def unlearn_attribute(model: AttributeModel, data: AttributeData, attribute: str
     algo.select_weights(dict(twin.named_trainable_parameters()), forget, retain, generator)
     optimiser = torch.optim.SGD(twin.trainable_parameters(), lr=algo.lr, momentum=algo.momentum)
     fit(twin, data.train, others, algo.iterations, optimiser, generator, algo.importance_batch * 4, algo.snapshot_slow, algo.after_step)
-    return twin, algo
+    return twin, algo.n_modified_
+
+
+def changed_weights(before: AttributeModel, after: AttributeModel) -> int:
+    """How many trainable weights differ between two models."""
+    old = dict(before.named_trainable_parameters())
+    return sum(int((p.detach() != old[n].detach()).sum()) for n, p in after.named_trainable_parameters())
 
 
 @torch.no_grad()
@@ -202,17 +249,32 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model: AttributeModel, data: AttributeData, attribute: str, seed: int = 0) -> dict[str, Any]:
-    """Per attribute accuracy / balanced accuracy on the test photos, AIA and entropy of the forgotten one."""
+    """Per attribute accuracy / balanced accuracy on the test photos; AIA, entropy and loss MIA of the forgotten one."""
     j = data.index(attribute)
     p_test, e_test = outputs(model, data.test)
-    _, e_train = outputs(model, data.train)
+    p_train, e_train = outputs(model, data.train)
     truth = data.test.labels.numpy()
     pred = (p_test > 0.5).astype(np.float32)
     per = {a: {"accuracy": float((pred[:, k] == truth[:, k]).mean()), "balanced_accuracy": balanced_accuracy(pred[:, k], truth[:, k])}
            for k, a in enumerate(data.attributes)}
     entropy = binary_entropy(p_test[:, j])
     return {"attributes": per, "aia": attribute_inference(e_train, data.train.labels[:, j].numpy(), e_test, truth[:, j], seed),
-            "entropy_mean": float(entropy.mean()), "entropy_hist": np.histogram(entropy, bins=10, range=(0, 1))[0].tolist()}
+            "entropy_mean": float(entropy.mean()), "entropy_hist": np.histogram(entropy, bins=10, range=(0, 1))[0].tolist(),
+            "mia": loss_mia(p_train[:, j], data.train.labels[:, j].numpy(), p_test[:, j], truth[:, j])}
+
+
+def per_sample_bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def loss_mia(p_train: np.ndarray, y_train: np.ndarray, p_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Membership inference on one attribute (S3 §7.3 reports MIA): score = minus the per-photo BCE of
+    that output (a low loss looks like a training photo), members = training photos, non-members =
+    test photos; ``attacks.roc_summary``'s AUC (0.5: indistinguishable) with its bootstrap interval
+    and TPR at low FPR (None where the test photos are too few to resolve it)."""
+    summary = roc_summary(-per_sample_bce(p_train, y_train), -per_sample_bce(p_test, y_test))
+    return {key: summary[key] for key in ("auc", "auc_ci", "tpr_at_fpr", "n_members", "n_nonmembers")}
 
 
 @dataclass
@@ -235,26 +297,33 @@ class AttributeAudit:
                 "before": self.before, "retrain": self.retrain, "methods": self.runs, "timing_s": self.timing_s}
 
 
-def audit_attributes(ws: Workspace, attribute: str, methods: tuple[str, ...] = METHODS, seed: int = 0,
-                     params: dict[str, dict[str, Any]] | None = None, config: AttributeTrainConfig | None = None) -> AttributeAudit:
+def audit_attributes(ws: Workspace, attribute: str, methods: tuple[str, ...] = DEFAULT_METHODS, seed: int = 0,
+                     params: dict[str, dict[str, Any]] | None = None, config: AttributeTrainConfig | None = None,
+                     progress: Callable[[float, str], None] | None = None) -> AttributeAudit:
     """Train the multi-label model, forget ``attribute`` with each method, compare with retraining."""
+    params = method_params(methods, params)  # bad names or parameters fail before any training
+    report_progress = progress or (lambda fraction, message: None)
+    report_progress(0.0, "pseudo-labelling the photos")
     data = attribute_data(ws)
     j = data.index(attribute)
     everything = list(range(len(data.attributes)))
+    report_progress(0.2, "training the attribute model")
     started = time.perf_counter()
     original = train_attribute_model(ws, data, everything, seed, config)
     timing = {"train": time.perf_counter() - started}
+    report_progress(0.45, f"retraining without {attribute}")
     started = time.perf_counter()
     retrained = train_attribute_model(ws, data, [k for k in everything if k != j], seed, config)
     timing["retrain"] = time.perf_counter() - started
     report = AttributeAudit(attribute, data.attributes, data.table.consistency(), evaluate(original, data, attribute, seed),
                             evaluate(retrained, data, attribute, seed), timing_s=timing, n_train=len(data.train), n_test=len(data.test))
-    for method in methods:
+    for i, method in enumerate(methods):
+        report_progress(0.7 + 0.3 * i / len(methods), f"forgetting {attribute} with {method}")
         started = time.perf_counter()
-        unlearned, algo = unlearn_attribute(original, data, attribute, method, (params or {}).get(method), seed)
+        unlearned, n_modified = unlearn_attribute(original, data, attribute, method, (params or {}).get(method), seed)
         seconds = time.perf_counter() - started
         report.runs[method] = {**evaluate(unlearned, data, attribute, seed), "unlearn_s": seconds,
-                               "speedup": timing["retrain"] / max(seconds, 1e-9), "n_modified": algo.n_modified_}
+                               "speedup": timing["retrain"] / max(seconds, 1e-9), "n_modified": n_modified}
     return report
 
 
@@ -271,7 +340,9 @@ def render_bench(reports: list[dict[str, Any]], command: str) -> str:
              f"`{command}`; seeds {', '.join(str(r['seed']) for r in reports)} (mean ± std over seeds; each seed its own split). "
              "Labels are PSEUDO-labels (face-api's age/gender and expression nets, `unlearn_core/attributes/`); the attribute is "
              "forgotten entirely (S3 Table 2). Test photos; balanced accuracy: 0.5 = chance for any constant guess. "
-             "AIA: balanced accuracy of a logistic-regression probe on the model's embeddings. Runtimes on a shared 2-core CPU.", "",
+             "AIA: balanced accuracy of a logistic-regression probe on the model's embeddings. MIA: AUC of the forgotten "
+             "output's per-photo BCE (lower = member) separating training from test photos "
+             "(0.5 = indistinguishable). Runtimes on a shared 2-core CPU.", "",
              "## Pseudo-label consistency check", "",
              "| attribute | positive rate | flip agreement | identity agreement | kept (all seeds) |", "|---|---|---|---|---|"]
     for attr, row in first["consistency"].items():
@@ -286,6 +357,9 @@ def render_bench(reports: list[dict[str, Any]], command: str) -> str:
                  f"({stat([pick[r](rep)['attributes'][attr]['balanced_accuracy'] for rep in reports])})" for r in runs]
         lines.append(f"| {attr}{tag} | " + " | ".join(cells) + " |")
     lines.append("| AIA | " + " | ".join(stat([pick[r](rep)["aia"] for rep in reports]) for r in runs) + " |")
+    if all("mia" in pick[r](rep) for r in runs for rep in reports):
+        lines.append("| MIA AUC (forgotten output's BCE, training vs test) | "
+                     + " | ".join(stat([pick[r](rep)["mia"]["auc"] for rep in reports]) for r in runs) + " |")
     lines.append("| entropy of the forgotten output | " + " | ".join(stat([pick[r](rep)["entropy_mean"] for rep in reports]) for r in runs) + " |")
     seconds = {"before": lambda rep: rep["timing_s"]["train"], "retrain": lambda rep: rep["timing_s"]["retrain"],
                **{m: (lambda rep, m=m: rep["methods"][m]["unlearn_s"]) for m in first["methods"]}}
