@@ -157,7 +157,7 @@ def test_formatting_and_one_shot_eligibility() -> None:
 @pytest.mark.fast
 def test_budget_profiles():
     assert bench.BenchConfig(budget="paper").cap("dispersion") is None  # the method's own default
-    assert bench.BenchConfig(budget="paper").cap("lipschitz") == 100
+    assert bench.BenchConfig(budget="paper").cap("lipschitz") is None  # its 1,000 steps, no longer capped
     assert bench.BenchConfig(budget="short").cap("gradient_ascent") == 40
     assert bench.BenchConfig(budget="short", iterations=7).cap("gradient_ascent") == 7
     with pytest.raises(InvalidParameter, match="budget must be one of"):

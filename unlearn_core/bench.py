@@ -51,8 +51,7 @@ class BudgetProfile:
 
 
 BUDGETS: dict[str, BudgetProfile] = {
-    "paper": BudgetProfile(None, {"lipschitz": 100}, "each method's own default (the papers' budgets where they state one); "
-                           "lipschitz capped at 100 of its 1,000 steps (25 noise draws per image make a step ~1.3 s on 2 CPU cores)"),
+    "paper": BudgetProfile(None, {}, "each method's own default (the papers' budgets where they state one)"),
     "short": BudgetProfile(40, {"retrain": 100, "dispersion": 300, "hard_dispersion": 300},
                            "40 steps for every method, 300 for the dispersion losses (most of their effect arrives by then), "
                            "100 for retrain (its time, and so every speed-up, refers to that shortened run)"),

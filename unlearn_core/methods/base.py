@@ -267,6 +267,10 @@ class IterativeMethod(UnlearningMethod):
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
         """The scalar to minimise for this batch."""
 
+    def saliency_loss(self, model: FaceModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The forget loss whose weight gradients rank the SalUn mask (``saliency``): the CosFace loss by default."""
+        return cosface_loss(model, x, y)
+
     def after_step(self, model: FaceModel) -> None:
         """Hook: e.g. re-apply a weight mask."""
 
@@ -284,7 +288,7 @@ class IterativeMethod(UnlearningMethod):
             prefix, model = model.split(self.train_blocks)
             request = request.mapped(prefix)
         self.setup(model, request, generator)
-        mask = saliency_mask(model, request.forget_data(), self.saliency, cosface_loss) if self.saliency is not None else None
+        mask = saliency_mask(model, request.forget_data(), self.saliency, self.saliency_loss) if self.saliency is not None else None
         optimiser = self._optimiser(model)
         steps = min(self.n_steps(request), budget.iterations or self.n_steps(request))
         started = time.perf_counter()
