@@ -407,6 +407,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     command = (f"python -m unlearn_core tune --methods {args.methods} --dataset {args.dataset} --forget {args.forget} "
                f"--retain {args.retain} --seed {args.seed}")
     results = []
+    if args.merge:  # keep the other methods' results of an earlier run
+        if not args.json or not Path(args.json).exists():
+            raise UnlearnError("--merge needs --json FILE from an earlier run")
+        results = [r for r in json.loads(Path(args.json).read_text()) if r["method"] not in names]
     for name in names:
         one_shot = args.one_shot or name in ONE_SHOT_TUNED
         results.append(tune(ws, name, grid or None, one_shot=one_shot, seed=args.seed, progress=TqdmProgress()))
@@ -613,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--device", default="auto")
     tn.add_argument("--out", help="write the markdown report here (after every method)")
     tn.add_argument("--json", help="write the raw results here (after every method)")
+    tn.add_argument("--merge", action="store_true", help="keep the results of other methods already in --json (re-tune some methods only)")
     tn.set_defaults(func=cmd_tune)
     methods = sub.add_parser("methods", help="list the registered unlearning methods")
     methods.add_argument("-v", "--verbose", action="store_true", help="show hyper-parameters")
