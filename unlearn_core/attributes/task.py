@@ -12,7 +12,8 @@
 * Methods: the registered ``weight_filtering`` / ``weight_pruning`` (S3 Algorithms 1-2) with their
   own parameters; their weight selection (``select_weights``) runs on the two BCE importances, then S3's
   Algorithm 3 (constrained fine-tuning on the retain loss). Baselines (``baselines.py``): ``finetune``
-  (S3's CF-k), ``random_labeling`` (SalUN's loss) and ``gradient_ascent``. ``retrain`` is the reference:
+  (all layers), ``cf_k`` (S3's CF-k), ``random_labeling`` (SalUN's loss), ``unsir`` (S3's UNSIR),
+  ``boundary_expanding`` (Chen et al. 2023) and ``gradient_ascent``. ``retrain`` is the reference:
   the same recipe from the same start without the forgotten attribute's loss.
 * Metrics: accuracy and balanced accuracy (chance = 0.5 for any constant guess) per attribute on the
   test photos; the attribute inference attack (AIA: a logistic-regression probe trained on the

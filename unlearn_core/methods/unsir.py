@@ -13,12 +13,32 @@ at 5 (the original model's recipe; UNSIR's 0.02 / 0.01, and even 1e-3, collapsed
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..model import FaceModel
 from .base import Batch, IterativeMethod, UnlearnRequest, cosface_loss, param, register_method
+
+
+def error_maximising_noise(model: torch.nn.Module, like: torch.Tensor, n: int, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                           steps: int, lr: float, reg: float, generator: torch.Generator) -> torch.Tensor:
+    """UNSIR's noise: ``n`` inputs shaped like ``like``'s rows, started at N(0, std(like)^2) and optimised with
+    Adam (rate ``lr`` x that std) for ``steps`` to minimise ``-loss_fn(noise) + reg * mean ||noise||^2 / std^2``,
+    i.e. to MAXIMISE the loss to forget. The model is left in train mode with no gradients."""
+    scale = like.std()
+    noise = (torch.randn((n, *like.shape[1:]), generator=generator).to(like.device) * scale).requires_grad_(True)
+    optimiser = torch.optim.Adam([noise], lr=lr * float(scale))
+    model.eval()
+    for _ in range(steps):
+        loss = -loss_fn(noise) + reg * noise.pow(2).flatten(1).mean(1).mean() / scale**2
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.zero_grad(set_to_none=True)
+    model.train()
+    return noise.detach()
 
 
 @register_method
@@ -46,20 +66,10 @@ class UNSIR(IterativeMethod):
     def setup(self, model: FaceModel, request: UnlearnRequest, generator: torch.Generator) -> None:
         data = request.forget_data()
         classes = data.labels.unique()
-        scale = data.inputs.std()
-        shape = (len(classes) * self.noise_per_class, *data.inputs.shape[1:])
-        noise = (torch.randn(shape, generator=generator).to(data.inputs.device) * scale).requires_grad_(True)
         labels = classes.repeat_interleave(self.noise_per_class)
-        optimiser = torch.optim.Adam([noise], lr=self.noise_lr * float(scale))
-        model.eval()
-        for _ in range(self.noise_steps):
-            loss = -cosface_loss(model, noise, labels) + self.noise_reg * noise.pow(2).flatten(1).mean(1).mean() / scale**2
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        model.zero_grad(set_to_none=True)
-        model.train()
-        self._noise, self._noise_labels = noise.detach(), labels
+        self._noise = error_maximising_noise(model, data.inputs, len(labels), lambda noise: cosface_loss(model, noise, labels),
+                                             self.noise_steps, self.noise_lr, self.noise_reg, generator)
+        self._noise_labels = labels
         self._step = 0
 
     def loss(self, model: FaceModel, batch: Batch) -> torch.Tensor:
