@@ -20,18 +20,20 @@ def test_meta_loss_architecture_is_table_8():
 
 def test_meta_unlearn_simulates_retained_identities_only_and_unlearns_in_one_step(lfw_audit):
     ws = lfw_audit.ws
-    run = lfw_audit.run("meta_unlearn", one_shot=True, meta_iterations=3, hidden=64, forget_images=4, validation_images=16)
+    run = lfw_audit.run("meta_unlearn", one_shot=True)  # the shipped (tuned) defaults
     method = run.method
     assert run.received.forget is None and len(run.received.support) == len(ws.forget_classes)
     simulated = {c for request in method.simulated_identities_ for c in request}
-    assert len(method.simulated_identities_) == 3
+    assert len(method.simulated_identities_) == method.meta_iterations
     assert all(len(r) == len(ws.forget_classes) for r in method.simulated_identities_)
     assert simulated and not simulated & set(ws.forget_classes)  # never the real forget identities
     assert all(torch.isfinite(torch.tensor(method.aux_history_)))
     changed = [n for (n, p), (_, q) in zip(run.model.named_trainable_parameters(), ws.original.named_trainable_parameters())
                if not torch.equal(p, q)]
     assert changed  # the one step moved the model
-    lfw_audit.assert_retains(run, tolerance=0.05)
+    # forgetting in S2's membership / classification sense, not retrieval (docs/tuning-lfw.md)
+    lfw_audit.assert_forgets(run, "head_acc", drop=0.3)
+    lfw_audit.assert_retains(run, tolerance=0.05, metrics=("mAP",))
     lfw_audit.assert_close(run, "forget", "mAP", 0.1)
 
 
