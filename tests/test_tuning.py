@@ -1,5 +1,7 @@
 """Hyper-parameter tuning on a validation split of the training identities (unlearn_core/tuning.py)."""
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,9 +80,6 @@ def test_tune_cli_errors_are_one_line(capsys):
 @pytest.mark.fast
 def test_shipped_defaults_are_the_tuned_points_in_the_docs():
     """docs/tuning-lfw.json is the record of the choice: a default changed without re-tuning fails here."""
-    import json
-    from pathlib import Path
-
     results = json.loads((Path(__file__).parents[1] / "docs" / "tuning-lfw.json").read_text())
     assert {r["method"] for r in results} == {"scrub", "unsir", "jit", "meta_unlearn"}
     for result in results:
