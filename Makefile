@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale bench-privacy
+.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale bench-privacy tune
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -64,3 +64,7 @@ bench-privacy: install
 # torch and faiss: on a CPU shared with other jobs, two threads per process were slower (MTCNN 0.5 vs 4 img/s).
 bench-scale: install-test
 	$(PY) -m unlearn_core bench-scale --threads 1 --ray-workers 2 --milvus --sizes 100000,1000000 --out docs/bench-scale.md
+
+# Hyper-parameters of the baselines whose papers give a grid, chosen on a validation split of the training identities.
+tune: install
+	$(PY) -m unlearn_core tune --methods scrub,unsir,jit,meta_unlearn --seed 0 --out docs/tuning-lfw.md --json docs/tuning-lfw.json
