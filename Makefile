@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale bench-privacy tune
+.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale bench-privacy bench-attributes tune
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -68,3 +68,7 @@ bench-scale: install-test
 # Hyper-parameters of the baselines whose papers give a grid, chosen on a validation split of the training identities.
 tune: install
 	$(PY) -m unlearn_core tune --methods scrub,unsir,jit,meta_unlearn --seed 0 --out docs/tuning-lfw.md --json docs/tuning-lfw.json
+
+# S3's attribute task: forget `male` with Weight Filtering / Pruning and the baselines, 3 seeds.
+bench-attributes: install
+	$(PY) -m unlearn_core bench --task attributes --forget-attribute male --dataset lfw --forget 4 --retain 60 --seeds 0,1,2 --methods all --out docs/bench-attributes.md --json docs/bench-attributes.json
