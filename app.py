@@ -41,6 +41,7 @@ from unlearn_core.errors import InvalidParameter, UnlearnError, whole_number
 from unlearn_core.forget_me import FORGET_ME_PRESET, MAX_EXTRA_PHOTOS, ForgetMeConfig, forget_me, split_extra_photos
 from unlearn_core.methods import create_method, list_methods, method_class, preset_params
 from unlearn_core.pipeline import RECOMMENDED, AuditConfig, Workspace, WorkspaceConfig, device_name, resolve_device
+from unlearn_core.types import Progress
 
 try:  # Hugging Face ZeroGPU: borrow a GPU for the heavy calls only
     import spaces
@@ -426,6 +427,15 @@ def uploaded_gallery(uploads: SessionUploads, zip_file: Any) -> Iterator[Gallery
         yield folder_gallery
 
 
+def audit_workspace(spec: str, config: WorkspaceConfig, uploads: SessionUploads, zip_file: Any, progress: Progress) -> Workspace:
+    """The audit's workspace: built from the uploaded zip (its folder gone once built), or the pool's for a named gallery."""
+    progress(0.0, "preparing the gallery")
+    if spec == "zip":
+        with uploaded_gallery(uploads, zip_file) as folder_gallery:
+            return Workspace(config, progress, gallery=folder_gallery)
+    return POOL.get(config, progress)
+
+
 @gpu
 def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: Any, n_retain: Any, min_images: Any, seed: Any,
               methods: list[str] | None, iterations: Any, params: str | None, one_shot: bool, with_retrain: bool,
@@ -445,12 +455,7 @@ def run_audit(gallery: str, zip_file: Any, forget_names: str | None, n_forget: A
         iters = whole_number("iterations", iterations, 1, 100_000)
         audit_configs = [AuditConfig(m, per_method[m], iters, bool(one_shot), config) for m in methods]
         report_progress = _progress(progress)
-        report_progress(0.0, "preparing the gallery")
-        if spec == "zip":
-            with uploaded_gallery(uploads, zip_file) as folder_gallery:
-                ws = Workspace(config, report_progress, gallery=folder_gallery)
-        else:
-            ws = POOL.get(config, report_progress)
+        ws = audit_workspace(spec, config, uploads, zip_file, report_progress)
         result = audit(ws, audit_configs, with_retrain=with_retrain, privacy=with_retrain, progress=report_progress)
         report = result.to_json()
         models = {"before": ws.original, **{m: run.model for m, run in result.runs.items()}}
@@ -507,12 +512,7 @@ def run_attribute_audit(gallery: str, zip_file: Any, forget_names: str | None, n
         per_method = method_params(methods, _params(params))
         train = AttributeTrainConfig(epochs=whole_number("training epochs", epochs, 1, 200))
         report_progress = _progress(progress)
-        report_progress(0.0, "preparing the gallery")
-        if spec == "zip":
-            with uploaded_gallery(uploads, zip_file) as folder_gallery:
-                ws = Workspace(config, report_progress, gallery=folder_gallery)
-        else:
-            ws = POOL.get(config, report_progress)
+        ws = audit_workspace(spec, config, uploads, zip_file, report_progress)
         report = audit_attributes(ws, attribute, tuple(methods), config.seed, per_method, train, report_progress).to_json()
     except UnlearnError as err:
         return (_message("error", str(err)), *empty, gr.update(), uploads.attach_to(state))
