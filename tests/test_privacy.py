@@ -139,7 +139,9 @@ def test_over_forgetting_triggers_the_streisand_flag(over_forgetting, lfw_worksp
     assert any(r.startswith("embedding:") for r in privacy["streisand"]["reasons"])
     assert privacy["embedding"]["unlearned"]["forget_member_rate"] < privacy["embedding"]["retrain"]["forget_member_rate"]
     gaps = np.array(privacy["hardness"]["map_gap"])
-    assert len(gaps) == 4 and (gaps < 0).all()  # every forget identity retrieved worse than under retrain
+    # no forget identity retrieved better than under retrain, most of them far worse (measured: -0.84, -0.80, -0.65, and
+    # 0.00 for Roh Moo-hyun, whose held-out photos 100 steps leave as findable as retrain does, mAP 1.0 under both)
+    assert len(gaps) == 4 and (gaps <= 0).all() and (gaps < -0.5).sum() >= 3
     table = format_privacy_table(privacy)
     assert "Streisand flag: embedding:" in table and "tug of war" in table
     panel = viz.privacy_html({"dispersion": privacy})
