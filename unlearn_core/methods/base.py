@@ -290,7 +290,8 @@ class IterativeMethod(UnlearningMethod):
         self.setup(model, request, generator)
         mask = saliency_mask(model, request.forget_data(), self.saliency, self.saliency_loss) if self.saliency is not None else None
         optimiser = self._optimiser(model)
-        steps = min(self.n_steps(request), budget.iterations or self.n_steps(request))
+        steps = self.n_steps(request)
+        steps = min(steps, budget.iterations or steps)
         started = time.perf_counter()
         self.loss_history_: list[float] = []
         self.n_iter_ = 0
