@@ -33,7 +33,7 @@ from .methods import UnlearnRequest, create_method, method_class
 from .methods.base import head_accuracy
 from .metrics import retrieval
 from .model import FaceModel
-from .pipeline import Workspace, concat_face_data, support_sample
+from .pipeline import Workspace, support_sample
 from .types import Progress
 
 
@@ -68,12 +68,14 @@ def validation_split(ws: Workspace, one_shot: bool = False, seed: int = 0) -> Va
 def validation_scores(ws: Workspace, model: FaceModel, split: ValidationSplit) -> dict[str, float]:
     """Head accuracy and retrieval mAP of the simulated forget and retain identities' training photos."""
     emb = {"forget": ws.embed_data(model, split.forget), "retain": ws.embed_data(model, split.retain)}
-    gallery = concat_face_data([split.forget, split.retain])
-    gallery_emb, gallery_labels = np.concatenate([emb["forget"], emb["retain"]]), gallery.labels.cpu().numpy()
+    parts = (split.forget, split.retain)
+    gallery_emb = np.concatenate([emb["forget"], emb["retain"]])
+    gallery_labels = np.concatenate([d.labels.cpu().numpy() for d in parts])
+    gallery_ids = np.concatenate([d.image_ids for d in parts])
     out = {}
-    for part, data in (("forget", split.forget), ("retain", split.retain)):
+    for part, data in zip(("forget", "retain"), parts):
         out[f"{part}_acc"] = head_accuracy(model, data)
-        out[f"{part}_mAP"] = retrieval(emb[part], data.labels.cpu().numpy(), gallery_emb, gallery_labels, data.image_ids, gallery.image_ids)["mAP"]
+        out[f"{part}_mAP"] = retrieval(emb[part], data.labels.cpu().numpy(), gallery_emb, gallery_labels, data.image_ids, gallery_ids)["mAP"]
     return out
 
 
