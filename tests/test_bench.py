@@ -174,3 +174,30 @@ def test_gallery_assisted_table_reports_the_find_step(bench_run: dict) -> None:
     assert rows["dispersion"]["Forget mAP ÷ before ↓"] == expected(ratios, 1, 3)
     assert all(r["find"]["precision"] == 1.0 for r in runs)
     assert rows["retrain"]["Notes"].startswith("reference")
+
+
+def test_merge_replaces_only_the_rerun_methods(bench_run: dict) -> None:
+    earlier = bench_run["results"]
+    rerun = json.loads(json.dumps(earlier))  # a rerun of hard_dispersion on seed 1, with a different result
+    rerun["config"]["methods"] = ["retrain", "hard_dispersion"]
+    rerun["seeds"] = [r for r in rerun["seeds"] if r["seed"] == 1]
+    rerun["seeds"][0]["standard"]["hard_dispersion"]["metrics"]["forget"]["mAP"] = 0.123
+    rerun["seeds"][0]["standard"]["retrain"]["seconds"] = 999.0
+    rerun["total_s"] = 90.0
+    merged = bench.merge_runs(earlier, rerun)
+    by_seed = {r["seed"]: r for r in merged["seeds"]}
+    assert by_seed[1]["standard"]["hard_dispersion"]["metrics"]["forget"]["mAP"] == 0.123
+    assert by_seed[0]["standard"]["hard_dispersion"] == earlier["seeds"][0]["standard"]["hard_dispersion"]
+    assert by_seed[1]["standard"]["retrain"]["seconds"] != 999.0  # the reference keeps its earlier runs
+    assert by_seed[1]["standard"]["dispersion"] == earlier["seeds"][1]["standard"]["dispersion"]
+    assert "hard_dispersion, seeds 1, 1.5 min" in bench.render_markdown(merged)
+    assert earlier["seeds"][1]["standard"]["hard_dispersion"]["metrics"]["forget"]["mAP"] != 0.123  # earlier left as it was
+
+    other = json.loads(json.dumps(rerun))
+    other["config"]["workspace"]["n_forget"] = 3
+    with pytest.raises(InvalidParameter, match="workspace"):
+        bench.merge_runs(earlier, other)
+    other = json.loads(json.dumps(rerun))
+    other["seeds"][0]["seed"] = 7
+    with pytest.raises(InvalidParameter, match=r"seed\(s\) \[7\]"):
+        bench.merge_runs(earlier, other)

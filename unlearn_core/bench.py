@@ -15,6 +15,7 @@ raises is recorded with its error and the benchmark goes on.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import platform
@@ -231,6 +232,47 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, log: Log | 
     return results
 
 
+def merge_runs(earlier: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]:
+    """``earlier`` with the runs of ``rerun``'s methods replaced (e.g. one method rerun after a fix).
+
+    Both must come from the same workspaces, budget and protocols, and ``rerun``'s seeds must be
+    among ``earlier``'s. The reference keeps its earlier runs (the rerun's own reference is only its
+    speed-up baseline). ``reruns`` records what was rerun, on which machine and in how long.
+    """
+    for key in ("workspace", "budget", "iterations"):
+        if earlier["config"][key] != rerun["config"][key]:
+            raise InvalidParameter(f"cannot merge: the earlier run's {key} was {earlier['config'][key]!r}, "
+                                   f"this run's is {rerun['config'][key]!r}")
+    if earlier["protocols"] != rerun["protocols"]:
+        raise InvalidParameter(f"cannot merge: the earlier run's protocols were {earlier['protocols']}, this run's are {rerun['protocols']}")
+    by_seed = {r["seed"]: r for r in earlier["seeds"]}
+    missing = [r["seed"] for r in rerun["seeds"] if r["seed"] not in by_seed]
+    if missing:
+        raise InvalidParameter(f"cannot merge: seed(s) {missing} are not in the earlier run (it has {sorted(by_seed)})")
+    names = [n for n in rerun["config"]["methods"] if n != REFERENCE]
+    merged = copy.deepcopy(earlier)
+    merged["config"]["methods"] += [n for n in names if n not in merged["config"]["methods"]]
+    for part in ("budgets", "needs"):
+        merged[part].update({n: rerun[part][n] for n in names})
+    for setting in merged["protocols"]:
+        skipped = merged["skipped"].setdefault(setting, {})
+        for name in names:
+            skipped.pop(name, None)
+            if name in rerun["skipped"].get(setting, {}):
+                skipped[name] = rerun["skipped"][setting][name]
+    merged_seeds = {r["seed"]: r for r in merged["seeds"]}
+    for record in rerun["seeds"]:
+        for setting in merged["protocols"]:
+            target = merged_seeds[record["seed"]][setting]
+            for name in names:
+                target.pop(name, None)
+                if name in record[setting]:
+                    target[name] = record[setting][name]
+    merged.setdefault("reruns", []).append({"methods": names, "seeds": [r["seed"] for r in rerun["seeds"]],
+                                            "total_s": rerun.get("total_s", 0.0), "machine": rerun["machine"]})
+    return merged
+
+
 # -- tables ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Column:
@@ -361,6 +403,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- Images per seed (mean): {size_text}",
         f"- Budget `{cfg.get('budget', '?')}` ({cfg.get('budget_note', '')}); caps per method: {budgets}",
         f"- Wall time: {results['total_s'] / 60:.1f} min in all, of which {setup:.0f} s per seed preparing data and evaluating the original model",
+        *(f"- Rerun later (`--merge`) on the same workspaces: {', '.join(r['methods'])}, seeds {', '.join(map(str, r['seeds']))}, "
+          f"{r['total_s'] / 60:.1f} min with the reference, on {r['machine']['cpu']}" for r in results.get("reruns", [])),
         "- Metrics: forget = forget-test queries against forget+retain test images; retain = retain-test queries; "
         "Forget+distr. = the same queries with the one-photo distractor identities added to the gallery; "
         "CS = cluster compactness (S0 Eq. 10); acc = nearest-centroid accuracy against the evaluated model's own class centroids; "

@@ -27,7 +27,7 @@ from .attributes.task import render_bench as render_attribute_bench
 from .audit import audit_models, run_audit
 from .backbones import create_backbone
 from .backbones.external import EmbedderSpec, load_embedder
-from .bench import BUDGETS, BenchConfig, render_markdown, run_bench
+from .bench import BUDGETS, BenchConfig, merge_runs, render_markdown, run_bench
 from .bench_privacy import DEFAULT_ENTRIES, Entry, run_privacy_bench
 from .bench_privacy import render as render_privacy
 from .bench_scale import render as render_scale
@@ -475,7 +475,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                   min_images=args.min_images),
     )
 
+    earlier = None
+    if args.merge:  # replace some methods' runs in an earlier run's results
+        if not args.json or not Path(args.json).exists():
+            raise UnlearnError("--merge needs --json FILE from an earlier run")
+        earlier = json.loads(Path(args.json).read_text())
+
     def save(results: dict) -> None:
+        if earlier is not None:
+            results = merge_runs(earlier, results)
         if args.out:
             Path(args.out).write_text(render_markdown(results))
         if args.json:
@@ -486,7 +494,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     progress = TqdmProgress()
     results = run_bench(config, progress, log=lambda m: tqdm.write(m, file=sys.stderr), on_seed=save)
     progress.close()
-    print(render_markdown(results))
+    print(render_markdown(results if earlier is None else merge_runs(earlier, results)))
     return 0
 
 
@@ -642,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--protocols", default="standard,one_shot", help="comma-separated: standard, one_shot, gallery_assisted")
     bench.add_argument("--out", help="write the markdown table here")
     bench.add_argument("--json", help="write the raw per-seed numbers here")
+    bench.add_argument("--merge", action="store_true",
+                       help="replace only these methods' runs in the earlier results in --json (same workspaces, budget, protocols)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -21,6 +21,21 @@ def test_protected_subspace_is_orthonormal_and_keeps_the_energy():
 
 
 @pytest.mark.fast
+def test_protected_subspace_falls_back_to_the_svd_when_eigh_fails(monkeypatch):
+    activations = torch.randn(8, 32, generator=torch.Generator().manual_seed(2))
+    activations[:, 8:] = 0  # most eigenvalues exactly 0, as in the layer where LAPACK's eigh failed
+    expected = protected_subspace(activations, 0.9)
+
+    def fails(_):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigh", fails)
+    basis = protected_subspace(activations, 0.9)
+    assert basis.shape == expected.shape
+    assert torch.allclose(basis @ basis.t(), expected @ expected.t(), atol=1e-5)  # the same subspace
+
+
+@pytest.mark.fast
 def test_a_projected_conv_gradient_leaves_the_protected_inputs_unchanged():
     conv = nn.Conv2d(3, 4, 3, padding=1)
     x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(1))

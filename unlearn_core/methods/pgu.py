@@ -38,8 +38,16 @@ from .base import Batch, Budget, IterativeMethod, Progress, UnlearnRequest, para
 def protected_subspace(activations: torch.Tensor, energy: float) -> torch.Tensor:
     """Orthonormal columns (``d x k``) spanning the top principal directions of ``activations``
     (``n x d`` rows) that hold ``energy`` of their squared singular values (GPM)."""
-    eigvals, eigvecs = torch.linalg.eigh(activations.t().double() @ activations.double())
-    eigvals, eigvecs = eigvals.flip(0).clamp(min=0), eigvecs.flip(1)
+    gram = activations.t().double() @ activations.double()
+    try:
+        eigvals, eigvecs = torch.linalg.eigh(gram)
+        eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
+    except torch.linalg.LinAlgError:
+        # LAPACK's eigh can fail to converge when most eigenvalues are exactly 0 (measured: LFW seed 2,
+        # 256 retain rows of a 2,304-column layer, 2,048 columns all zero); the SVD of the same symmetric
+        # PSD matrix gives its eigenpairs, in descending order.
+        eigvecs, eigvals, _ = torch.linalg.svd(gram)
+    eigvals = eigvals.clamp(min=0)
     share = torch.cumsum(eigvals, 0) / eigvals.sum().clamp(min=1e-30)
     rank = min(int((share < energy).sum()) + 1, len(eigvals))
     return eigvecs[:, :rank].to(activations.dtype)
