@@ -8,9 +8,6 @@ from unlearn_core.errors import InvalidParameter
 from unlearn_core.methods import Budget, create_method
 from unlearn_core.methods.contrastive import contrastive_unlearning_loss
 
-STEPS = 8
-
-
 @pytest.mark.fast
 def test_class_loss_is_eq6_and_sample_loss_is_eq5():
     forget = torch.tensor([[1.0, 0.0]])
@@ -24,10 +21,13 @@ def test_class_loss_is_eq6_and_sample_loss_is_eq5():
     assert float(sample_loss) == pytest.approx(-((0.0 + 0.6) / tau / 2 - 1.0 / tau), rel=1e-5)
 
 
-def test_contrastive_forgets_forget_identities_and_keeps_retained(lfw_audit):
-    run = lfw_audit.run("contrastive", iterations=STEPS, batch_size=32, terminate=False)
+def test_contrastive_at_its_defaults_forgets_forget_identities_and_keeps_retained(lfw_audit):
+    # Shipped defaults (batch 64, 100 steps, Eq. 8 termination on the forget test images). Measured here:
+    # forget head accuracy 1.00 -> 0.00, retained 1.00, retrieval mAP 0.93 / 1.00 (forget / retained).
+    run = lfw_audit.run("contrastive")
+    assert run.received.forget_test is not None  # S4 checks Eq. 8 on the forget test set
     lfw_audit.assert_forgets(run, "head_acc", drop=0.5)
-    lfw_audit.assert_retains(run, tolerance=0.05)
+    lfw_audit.assert_retains(run, tolerance=0.05, metrics=("mAP", "centroid_acc", "head_acc"))
 
 
 def test_contrastive_stops_at_the_class_termination_condition(lfw_audit):

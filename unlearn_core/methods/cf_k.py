@@ -5,7 +5,9 @@ stay as they are. Layers, counted from the output: the identity head (1), the em
 (2), then the residual blocks of the last convolutional stage, and so on back to the first
 trainable stage. ``k`` larger than the number of trainable layers fine-tunes all of them.
 Defaults: the original model's recipe (SGD lr 1e-4, momentum 0.9, CosFace loss), 50 steps;
-lr 1e-3 collapsed the embeddings (CS 0.999) here.
+lr 1e-3 collapsed the embeddings (CS 0.999) here. Measured at the defaults, `make bench` (LFW, 10
+forget / 40 retained identities, 3 seeds): forget head accuracy 100 -> 92 %, retrieval unchanged:
+two layers fine-tuned for 50 steps forget little.
 """
 from __future__ import annotations
 

@@ -26,6 +26,9 @@ the setting tested here. Gradients flow through both sides of each pair, as in S
 100 steps (S0 App. A searched 50-250). Measured on the small LFW protocol (tail path, batch 32,
 10 steps): forget head accuracy 1.0 -> 0.13, retained 1.0 -> 0.82, retrieval mAP 0.98 for both,
 compactness up to ~0.98 for every identity (shared drift); Eq. 8 stops the run within ~10 steps.
+At the defaults (batch 64, 100 steps) there: forget head accuracy 1.00 -> 0.00, retained 1.00, forget
+mAP 1.00 -> 0.93. `make bench` (10 forget / 40 retained identities, 3 seeds): forget head 100 -> 43 %
+(Eq. 8 not reached in 100 steps), forget mAP 99.4 -> 92.1 %, retained head 99.3 %.
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ On the batch-norm-free dlib network even the paper's settings do: on the small L
 steps drive the head's accuracy to ~0 on forget *and* retained test images and push every
 embedding towards a common direction (compactness 0.72 -> 0.97), while retrieval mAP and centroid
 accuracy barely move. The shared ``clip_norm`` (off by default, as in the paper) tames it.
+`make bench` at the defaults (LFW, 10 forget / 40 retained identities, 3 seeds): forget head 100 -> 0 %,
+retained 99.6 -> 4 %, compactness 0.995, forget mAP 99.4 -> 92.3 %.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ across all trainable tensors as in SalUn. Switch it on for any iterative method 
 ``saliency`` parameter (e.g. ``saliency=0.5`` is "SalUn-0.5"); the loop then zeroes the gradient
 of every weight outside the mask before each step (weight decay, 0 by default, still applies to
 all weights, as in SalUn's code). S0's best Lipschitz run estimated saliency from an embedding-norm
-loss instead; we use the CosFace forget loss ("CFGA" in S0 Table 5) for every method.
+loss instead: ``lipschitz`` ranks by that loss by default (its ``saliency_score``); every other
+method uses the CosFace forget loss ("CFGA" in S0 Table 5).
 """
 from __future__ import annotations
 
