@@ -8,6 +8,7 @@ from unlearn_core.errors import InvalidParameter
 from unlearn_core.methods import Budget, create_method
 from unlearn_core.methods.contrastive import contrastive_unlearning_loss
 
+
 @pytest.mark.fast
 def test_class_loss_is_eq6_and_sample_loss_is_eq5():
     forget = torch.tensor([[1.0, 0.0]])
