@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run requirements-test.txt
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-forget-me bench-scale bench-privacy bench-attributes tune
+.PHONY: install install-test chromium run test test-fast lint bench bench-short bench-full bench-forget-me bench-scale bench-privacy bench-attributes tune
 install: $(VENV)/.installed-run
 
 install-test: $(VENV)/.installed-test
@@ -52,6 +52,10 @@ bench: install
 
 bench-short: install
 	$(PY) -m unlearn_core bench --dataset lfw --methods all --seeds 0,1,2 --retain 40 --budget short --out docs/bench-lfw-short.md --json docs/bench-lfw-short.json
+
+# the whole backbone trained (S0's setting) at reduced scale on a CPU: one seed, 300-step caps
+bench-full: install
+	$(PY) -m unlearn_core bench --dataset lfw --train-from full --seeds 0 --retain 40 --distractors 200 --methods dispersion,random_labeling,salun,boundary_shrink --iterations 300 --protocols standard --out docs/bench-lfw-full.md --json docs/bench-lfw-full.json
 
 bench-forget-me: install
 	$(PY) -m unlearn_core bench --dataset lfw --methods projection --seeds 0,1,2 --retain 40 --budget paper --protocols standard,one_shot,gallery_assisted --out docs/bench-lfw-forget-me.md --json docs/bench-lfw-forget-me.json
