@@ -117,6 +117,8 @@ def run_main(*argv: str) -> tuple[int, str]:
     (("audit", "--preset", "fastest"), "has no preset 'fastest'"),
     (("forget-me", "--portrait", "x.jpg", "--param", "foo=1"), "projection has no parameter(s) ['foo']"),
     (("bench", "--seeds", "0,one"), "expected comma-separated integers"),
+    (("bench", "--merge", "--json", "no-such-results.json"), "--merge needs --json FILE from an earlier run"),
+    (("tune", "--methods", "scrub", "--merge"), "--merge needs --json FILE from an earlier run"),  # before any workspace is built
 ])
 def test_cli_errors_are_one_line_with_exit_status_2(argv, message):
     rc, err = run_main(*argv)

@@ -245,12 +245,12 @@ def merge_runs(earlier: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]
                                    f"this run's is {rerun['config'][key]!r}")
     if earlier["protocols"] != rerun["protocols"]:
         raise InvalidParameter(f"cannot merge: the earlier run's protocols were {earlier['protocols']}, this run's are {rerun['protocols']}")
-    by_seed = {r["seed"]: r for r in earlier["seeds"]}
-    missing = [r["seed"] for r in rerun["seeds"] if r["seed"] not in by_seed]
-    if missing:
-        raise InvalidParameter(f"cannot merge: seed(s) {missing} are not in the earlier run (it has {sorted(by_seed)})")
-    names = [n for n in rerun["config"]["methods"] if n != REFERENCE]
     merged = copy.deepcopy(earlier)
+    merged_seeds = {r["seed"]: r for r in merged["seeds"]}
+    missing = [r["seed"] for r in rerun["seeds"] if r["seed"] not in merged_seeds]
+    if missing:
+        raise InvalidParameter(f"cannot merge: seed(s) {missing} are not in the earlier run (it has {sorted(merged_seeds)})")
+    names = [n for n in rerun["config"]["methods"] if n != REFERENCE]
     merged["config"]["methods"] += [n for n in names if n not in merged["config"]["methods"]]
     for part in ("budgets", "needs"):
         merged[part].update({n: rerun[part][n] for n in names})
@@ -260,7 +260,6 @@ def merge_runs(earlier: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]
             skipped.pop(name, None)
             if name in rerun["skipped"].get(setting, {}):
                 skipped[name] = rerun["skipped"][setting][name]
-    merged_seeds = {r["seed"]: r for r in merged["seeds"]}
     for record in rerun["seeds"]:
         for setting in merged["protocols"]:
             target = merged_seeds[record["seed"]][setting]

@@ -395,6 +395,15 @@ def parse_grid(pairs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def earlier_results(args: argparse.Namespace) -> Any:
+    """With ``--merge``: the earlier run's results in ``--json``, which this run updates; None without it."""
+    if not args.merge:
+        return None
+    if not args.json or not Path(args.json).exists():
+        raise UnlearnError("--merge needs --json FILE from an earlier run")
+    return json.loads(Path(args.json).read_text())
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     grid = parse_grid(args.grid)
@@ -402,15 +411,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UnlearnError("--grid applies to one method: give one name in --methods")
     for name in names:
         method_class(name)
+    earlier = earlier_results(args)
     ws = Workspace(WorkspaceConfig(dataset=args.dataset, n_forget=args.forget, seed=args.seed, device=args.device, n_retain=args.retain),
                    TqdmProgress())
     command = (f"python -m unlearn_core tune --methods {args.methods} --dataset {args.dataset} --forget {args.forget} "
                f"--retain {args.retain} --seed {args.seed}")
-    results = []
-    if args.merge:  # keep the other methods' results of an earlier run
-        if not args.json or not Path(args.json).exists():
-            raise UnlearnError("--merge needs --json FILE from an earlier run")
-        results = [r for r in json.loads(Path(args.json).read_text()) if r["method"] not in names]
+    results = [r for r in earlier if r["method"] not in names] if earlier is not None else []  # keep the other methods' results
     for name in names:
         one_shot = args.one_shot or name in ONE_SHOT_TUNED
         results.append(tune(ws, name, grid or None, one_shot=one_shot, seed=args.seed, progress=TqdmProgress()))
@@ -475,11 +481,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                   min_images=args.min_images),
     )
 
-    earlier = None
-    if args.merge:  # replace some methods' runs in an earlier run's results
-        if not args.json or not Path(args.json).exists():
-            raise UnlearnError("--merge needs --json FILE from an earlier run")
-        earlier = json.loads(Path(args.json).read_text())
+    earlier = earlier_results(args)  # replace some methods' runs in an earlier run's results
 
     def save(results: dict) -> None:
         if earlier is not None:

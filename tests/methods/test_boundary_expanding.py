@@ -1,7 +1,6 @@
 """boundary_expanding (Chen et al. 2023): shadow class trained on forget images, then pruned."""
 
 
-
 def test_boundary_expanding_at_its_defaults_forgets_the_head_but_not_selectively(lfw_audit):
     # Shipped defaults (lr 1e-5, 100 steps). Measured here: forget head accuracy 1.00 -> 0.83, retained
     # 1.00 -> 0.78, compactness ~0.98 for every identity (all embeddings pulled towards the shadow

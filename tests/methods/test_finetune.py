@@ -1,7 +1,6 @@
 """finetune: more CosFace training on retained identities only, from the original model."""
 
 
-
 def test_finetune_reads_only_retain_data_and_keeps_retained_identities(lfw_audit):
     # Shipped defaults (100 steps). Forgetting by drift alone does not happen at this budget: measured
     # here forget head accuracy 1.00 -> 1.00 (`make bench`: 100 -> 100 %, forget mAP 99.4 -> 99.0 %).

@@ -1,7 +1,6 @@
 """gradient_ascent (S0 Eq. 8) on real LFW faces: data-free, forgets in the classification sense."""
 
 
-
 def test_gradient_ascent_at_its_defaults_forgets_forget_identities_without_retain_data(lfw_audit):
     # Shipped defaults (S0: lr 1e-5, 50 steps). Measured here: forget head accuracy 1.00 -> 0.00, and the
     # retained identities' 1.00 -> 0.03 too: the head breaks for everyone (see the module docstring),
